@@ -1,0 +1,130 @@
+/*
+ * arena.c — a circular byte buffer for variable-size payloads.
+ *
+ * Owns: allocation (one allocator advances `head`), reclamation (one
+ * reclaimer advances `tail`) and bounds-checked reads. Positions are
+ * free-running byte counts; the data offset of a position is pos % capacity.
+ * An allocation never straddles the end: if it would, the allocator skips
+ * to the start and the skipped bytes belong to that allocation's span, so
+ * releasing up to span.end frees them too.
+ *
+ * Must not: trust `head` or `tail` as read from shared memory (a peer may
+ * have scribbled them); every use is range-checked against the private,
+ * validated capacity.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define ARENA_ALIGN 8
+
+size_t pard_arena_footprint(uint64_t capacity)
+{
+    if (capacity == 0 || capacity % PARD_CACHELINE != 0 || capacity > PARD_REGION_MAX_SIZE)
+        return 0;
+    return sizeof(struct pard_arena_header) + capacity;
+}
+
+int pard_arena_init(struct pard_arena *a, void *mem, size_t len, uint64_t capacity)
+{
+    size_t need = pard_arena_footprint(capacity);
+    if (need == 0)
+        return -EINVAL;
+    if (len < need)
+        return -PARD_ESIZE;
+    struct pard_arena_header *h = mem;
+    memset(h, 0, sizeof(*h));
+    h->magic = PARD_ARENA_MAGIC;
+    h->capacity = capacity;
+    a->hdr = h;
+    a->data = (uint8_t *)mem + sizeof(*h);
+    a->capacity = capacity;
+    return 0;
+}
+
+int pard_arena_attach(struct pard_arena *a, void *mem, size_t len)
+{
+    memset(a, 0, sizeof(*a));
+    if (len < sizeof(struct pard_arena_header))
+        return -PARD_ESIZE;
+    struct pard_arena_header *h = mem;
+    if (h->magic != PARD_ARENA_MAGIC)
+        return -PARD_EBADMAGIC;
+    uint64_t capacity = h->capacity;
+    size_t need = pard_arena_footprint(capacity);
+    if (need == 0 || need > len)
+        return -PARD_ESIZE;
+    uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
+    uint64_t tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+    if (head - tail > capacity)
+        return -PARD_ECORRUPT;
+    a->hdr = h;
+    a->data = (uint8_t *)mem + sizeof(*h);
+    a->capacity = capacity;
+    return 0;
+}
+
+int pard_arena_alloc(struct pard_arena *a, uint64_t len, struct pard_span *span)
+{
+    uint64_t cap = a->capacity;
+    uint64_t need = PARD__ALIGN_UP(len, ARENA_ALIGN);
+    if (len > cap || need > cap)
+        return -PARD_ETOOBIG;
+    /* Only we write head: relaxed. Acquire on tail: the reclaimer's
+     * readers are done with the bytes before tail. */
+    uint64_t head = atomic_load_explicit(&a->hdr->head, memory_order_relaxed);
+    uint64_t tail = atomic_load_explicit(&a->hdr->tail, memory_order_acquire);
+    if (head - tail > cap || head % ARENA_ALIGN != 0)
+        return -PARD_ECORRUPT;
+    uint64_t off = head % cap;
+    uint64_t start = head;
+    if (off + need > cap) {
+        start = head + (cap - off); /* skip the tail end of the buffer */
+        off = 0;
+    }
+    uint64_t end = start + need;
+    if (end - tail > cap)
+        return 1; /* no room now */
+    /* The bytes themselves are published by whatever carries the span (a
+     * ring push with release); head only bounds the reclaimer's check. */
+    atomic_store_explicit(&a->hdr->head, end, memory_order_release);
+    span->off = off;
+    span->len = len;
+    span->end = end;
+    return 0;
+}
+
+int pard_arena_release(struct pard_arena *a, uint64_t end)
+{
+    uint64_t head = atomic_load_explicit(&a->hdr->head, memory_order_acquire);
+    uint64_t tail = atomic_load_explicit(&a->hdr->tail, memory_order_relaxed);
+    /* end must lie in [tail, head]: unsigned distances avoid wrap bugs. */
+    if (head - tail > a->capacity || end - tail > head - tail)
+        return -PARD_ECORRUPT;
+    /* Release: our reads of the span happen before the allocator reuses it. */
+    atomic_store_explicit(&a->hdr->tail, end, memory_order_release);
+    return 0;
+}
+
+const void *pard_arena_read(const struct pard_arena *a, uint64_t off, uint64_t len)
+{
+    if (off > a->capacity || len > a->capacity - off)
+        return NULL;
+    return a->data + off;
+}
+
+void *pard_arena_ptr(const struct pard_arena *a, uint64_t off)
+{
+    if (off >= a->capacity)
+        return NULL;
+    return a->data + off;
+}
+
+uint64_t pard_arena_used(const struct pard_arena *a)
+{
+    uint64_t head = atomic_load_explicit(&a->hdr->head, memory_order_acquire);
+    uint64_t tail = atomic_load_explicit(&a->hdr->tail, memory_order_acquire);
+    uint64_t used = head - tail;
+    return used > a->capacity ? a->capacity : used;
+}

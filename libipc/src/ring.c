@@ -1,0 +1,543 @@
+/*
+ * ring.c — the SPSC and MPMC descriptor rings.
+ *
+ * Owns: the layout of a ring in shared memory, its validation at attach
+ * time, the lock-free push/pop paths (single and burst) and the blocking
+ * helpers that layer pard_wait_until() over them. Must not: allocate, make
+ * a system call on the fast path (pard_event_notify makes one only when a
+ * peer sleeps), or follow anything read from shared memory unchecked.
+ *
+ * Layout
+ * ------
+ *   [struct pard_ring_header: 5 cache lines][slot 0][slot 1]...[slot cap-1]
+ *
+ *   SPSC slot: the payload alone (stride = elem_size), so a burst is at most
+ *   two memcpy calls (up to the end of the slots, then from the start).
+ *
+ *   MPMC slot: a 64-bit sequence, then the payload (stride = 8 + elem_size,
+ *   which is round_up(8 + elem_size, 8) since elem_size is a multiple of 8).
+ *   Slots are packed, not padded to a cache line: a burst claims
+ *   consecutive slots, so packing keeps it on few lines and the ring small;
+ *   the price, false sharing between neighbouring single-element operations,
+ *   is what bursts amortise.
+ *
+ * Positions are free-running 64-bit counters (they do not wrap in practice);
+ * position p lives in slot p & mask. Every slot index is masked with the
+ * private, validated mask, so a scribbled index can produce wrong elements
+ * but never an access outside the slots.
+ *
+ * SPSC
+ * ----
+ * The producer owns tail, the consumer owns head; each reads the other's
+ * index with acquire only when its private cache (cached_head for the
+ * producer, cached_tail for the consumer) says there is not enough room or
+ * data. Because each side knows its own index exactly, the fresh pair must
+ * satisfy 0 <= tail - head <= capacity; anything else is -PARD_ECORRUPT.
+ *
+ * MPMC (Vyukov's bounded queue, with bursts)
+ * ------------------------------------------
+ * Slot i starts with seq = i. For position p (in slot p & mask):
+ *
+ *   seq == p            free for p: a producer may claim p
+ *   seq == p + 1        holds p's element: a consumer may claim p
+ *   seq == p + capacity released: free for position p + capacity
+ *
+ * push: read tail t, count k slots t, t+1, ... that are free (seq == pos),
+ * CAS tail t -> t+k, write the k payloads, then publish each with a release
+ * store seq = pos + 1. pop: read head h, count k ready slots (seq == pos+1),
+ * CAS head h -> h+k, copy the k payloads, then release each slot with
+ * seq = pos + capacity. A producer's elements occupy increasing positions and
+ * a consumer claims increasing positions, so each consumer sees each
+ * producer's elements in push order.
+ *
+ * Corruption rules (MPMC). Every value a slot ever holds is congruent to its
+ * index or index + 1 modulo capacity, and the slot of position p always
+ * holds at least p - capacity (position p - capacity was claimed by a
+ * producer before tail could reach p). So, for the first slot examined:
+ *
+ *   push at t: d = seq - t
+ *     d == 0                    free: claim it
+ *     d == -cap, d == 1 - cap   full (the previous lap's producer has not
+ *                               published, or its element has not been
+ *                               released yet): 0 moved, not corruption
+ *     d > 0                     another producer took t: re-read tail; if
+ *                               tail is still t the value is impossible
+ *     anything else             -PARD_ECORRUPT
+ *   pop at h: d = seq - (h + 1), symmetric: 0 ready; -1 (nothing published
+ *     at h yet, perhaps claimed by a producer still writing) and -cap (the
+ *     previous lap's consumer has not released) are "empty"; d > 0 with head
+ *     still h, or any other value, is -PARD_ECORRUPT.
+ *
+ * A burst stops at the first slot that is not free/ready, so an in-progress
+ * neighbour (claimed but not yet published or released) means "fewer moved",
+ * never an error. When nothing moves, the indices are checked as well
+ * (0 <= tail - head <= capacity in a consistent snapshot).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* An MPMC slot: the sequence, then elem_size payload bytes. */
+struct mpmc_slot {
+    _Atomic uint64_t seq; /* see the protocol above */
+    unsigned char data[]; /* elem_size bytes */
+};
+_Static_assert(offsetof(struct mpmc_slot, data) == 8, "MPMC payload follows an 8-byte sequence");
+_Static_assert(sizeof(struct pard_ring_header) % PARD_CACHELINE == 0,
+               "slots start on a cache line");
+_Static_assert(offsetof(struct pard_ring_header, not_empty) == 3 * PARD_CACHELINE,
+               "events follow the geometry line");
+/* The largest footprint, header + 2^24 slots of 8 + 256 bytes, fits in 64 bits
+ * with room to spare; pard_ring_footprint still checks it against SIZE_MAX. */
+_Static_assert((uint64_t)PARD_RING_MAX_CAPACITY *(8 + PARD_RING_MAX_ELEM_SIZE) <
+                   ((uint64_t)1 << 40),
+               "ring footprint arithmetic cannot overflow");
+
+/* ======================================================================
+ * Geometry
+ * ====================================================================== */
+
+static bool geometry_valid(uint32_t kind, uint32_t capacity, uint32_t elem_size)
+{
+    if (kind != PARD_RING_SPSC && kind != PARD_RING_MPMC)
+        return false;
+    if (capacity < 2 || capacity > PARD_RING_MAX_CAPACITY || !PARD__IS_POW2(capacity))
+        return false;
+    return elem_size >= 8 && elem_size <= PARD_RING_MAX_ELEM_SIZE && elem_size % 8 == 0;
+}
+
+static uint32_t slot_stride(uint32_t kind, uint32_t elem_size)
+{
+    return kind == PARD_RING_MPMC ? (uint32_t)PARD__ALIGN_UP(8 + elem_size, 8) : elem_size;
+}
+
+size_t pard_ring_footprint(uint32_t kind, uint32_t capacity, uint32_t elem_size)
+{
+    if (!geometry_valid(kind, capacity, elem_size))
+        return 0;
+    uint64_t bytes =
+        sizeof(struct pard_ring_header) + (uint64_t)capacity * slot_stride(kind, elem_size);
+    return bytes > SIZE_MAX ? 0 : (size_t)bytes;
+}
+
+/* Fill the private view from validated geometry. */
+static void view_fill(struct pard_ring *ring, struct pard_ring_header *hdr, uint32_t kind,
+                      uint32_t capacity, uint32_t elem_size, uint64_t head, uint64_t tail)
+{
+    ring->hdr = hdr;
+    ring->slots = (uint8_t *)hdr + sizeof(*hdr);
+    ring->capacity = capacity;
+    ring->mask = capacity - 1;
+    ring->elem_size = elem_size;
+    ring->stride = slot_stride(kind, elem_size);
+    ring->kind = kind;
+    ring->pad_ = 0;
+    ring->cached_head = head;
+    ring->cached_tail = tail;
+}
+
+static struct mpmc_slot *mpmc_slot_at(const struct pard_ring *ring, uint64_t pos)
+{
+    return (struct mpmc_slot *)(ring->slots + (size_t)(pos & ring->mask) * ring->stride);
+}
+
+/*
+ * snapshot_used - tail - head as the ring really held it at one instant, or
+ * -PARD_ECORRUPT when the indices are impossible. Safe against concurrent
+ * pushes and pops.
+ *
+ * head is read before and after tail. head never decreases and never passes
+ * tail (a position is claimed by a producer before any consumer can claim
+ * it), so h1 <= h2 and h1 <= t always. When h1 == h2, head held that value
+ * when tail was read, so t - h1 is a count the ring really held and must be
+ * at most capacity; when head moved, h2 is at least the head of that
+ * instant, so t - h2 is still bounded by capacity. After a few attempts with
+ * head moving, the weaker bound is all we report.
+ */
+static int64_t snapshot_used(struct pard_ring_header *hdr, uint64_t capacity)
+{
+    int64_t used = 0;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        /* Acquire on each load keeps the three reads in this order, and
+         * pairs with the release that advanced each index, so that the tail
+         * we read covers every claim the head we read depends on. */
+        uint64_t h1 = atomic_load_explicit(&hdr->head, memory_order_acquire);
+        uint64_t t = atomic_load_explicit(&hdr->tail, memory_order_acquire);
+        uint64_t h2 = atomic_load_explicit(&hdr->head, memory_order_acquire);
+        if ((int64_t)(h2 - h1) < 0 || (int64_t)(t - h1) < 0)
+            return -PARD_ECORRUPT;
+        if (h1 == h2)
+            return t - h1 <= capacity ? (int64_t)(t - h1) : -PARD_ECORRUPT;
+        if ((int64_t)(t - h2) > (int64_t)capacity)
+            return -PARD_ECORRUPT;
+        used = (int64_t)(t - h2) > 0 ? (int64_t)(t - h2) : 0;
+    }
+    return used;
+}
+
+/* ======================================================================
+ * Init and attach
+ * ====================================================================== */
+
+int pard_ring_init(struct pard_ring *ring, void *mem, size_t len, uint32_t kind, uint32_t capacity,
+                   uint32_t elem_size)
+{
+    if (ring == NULL || mem == NULL || (uintptr_t)mem % PARD_CACHELINE != 0)
+        return -EINVAL;
+    size_t need = pard_ring_footprint(kind, capacity, elem_size);
+    if (need == 0)
+        return -EINVAL;
+    if (len < need)
+        return -PARD_ESIZE;
+
+    struct pard_ring_header *hdr = mem;
+    memset(hdr, 0, sizeof(*hdr));
+    /* Plain and relaxed stores: nobody may attach yet. The caller publishes
+     * the ring (pard_region_publish's release store of the region magic, or
+     * a fork) after this returns. */
+    atomic_store_explicit(&hdr->tail, 0, memory_order_relaxed);
+    atomic_store_explicit(&hdr->head, 0, memory_order_relaxed);
+    hdr->magic = PARD_RING_MAGIC;
+    hdr->kind = kind;
+    hdr->capacity = capacity;
+    hdr->elem_size = elem_size;
+    pard_event_init(&hdr->not_empty);
+    pard_event_init(&hdr->not_full);
+
+    view_fill(ring, hdr, kind, capacity, elem_size, 0, 0);
+    memset(ring->slots, 0, (size_t)capacity * ring->stride);
+    if (kind == PARD_RING_MPMC) {
+        for (uint32_t i = 0; i < capacity; i++)
+            atomic_store_explicit(&mpmc_slot_at(ring, i)->seq, i, memory_order_relaxed);
+    }
+    return 0;
+}
+
+/* Read a geometry field exactly once: another process may be rewriting it,
+ * and the value we validate must be the value we use. */
+static uint32_t read_once_u32(const uint32_t *p)
+{
+    return *(const volatile uint32_t *)p;
+}
+
+int pard_ring_attach(struct pard_ring *ring, void *mem, size_t len, uint32_t expected_kind)
+{
+    if (ring == NULL || mem == NULL || (uintptr_t)mem % PARD_CACHELINE != 0)
+        return -EINVAL;
+    if (expected_kind != PARD_RING_SPSC && expected_kind != PARD_RING_MPMC)
+        return -EINVAL;
+    if (len < sizeof(struct pard_ring_header))
+        return -PARD_ESIZE;
+
+    struct pard_ring_header *hdr = mem;
+    if (read_once_u32(&hdr->magic) != PARD_RING_MAGIC)
+        return -PARD_EBADMAGIC;
+    uint32_t kind = read_once_u32(&hdr->kind);
+    uint32_t capacity = read_once_u32(&hdr->capacity);
+    uint32_t elem_size = read_once_u32(&hdr->elem_size);
+    /* A ring of the other kind has a different slot layout: treat it like
+     * any other impossible geometry. */
+    if (kind != expected_kind || !geometry_valid(kind, capacity, elem_size))
+        return -PARD_ECORRUPT;
+    if (pard_ring_footprint(kind, capacity, elem_size) > len)
+        return -PARD_ESIZE;
+    if (snapshot_used(hdr, capacity) < 0)
+        return -PARD_ECORRUPT;
+
+    /* The caches only need to be lower bounds of the live indices; each
+     * side reloads when they say "no room" / "no data". */
+    uint64_t head = atomic_load_explicit(&hdr->head, memory_order_acquire);
+    uint64_t tail = atomic_load_explicit(&hdr->tail, memory_order_acquire);
+    view_fill(ring, hdr, kind, capacity, elem_size, head, tail);
+    return 0;
+}
+
+int64_t pard_ring_count(const struct pard_ring *ring)
+{
+    return snapshot_used(ring->hdr, ring->capacity);
+}
+
+/* ======================================================================
+ * SPSC
+ * ====================================================================== */
+
+int pard_ring_spsc_push_burst(struct pard_ring *ring, const void *src, unsigned n)
+{
+    struct pard_ring_header *hdr = ring->hdr;
+    const uint64_t cap = ring->capacity;
+    /* Relaxed: only this producer stores tail. */
+    uint64_t tail = atomic_load_explicit(&hdr->tail, memory_order_relaxed);
+    uint64_t used = tail - ring->cached_head;
+    if (used > cap || cap - used < n) {
+        /* Acquire pairs with the consumer's release store of head: its reads
+         * of the slots we are about to overwrite are complete. */
+        ring->cached_head = atomic_load_explicit(&hdr->head, memory_order_acquire);
+        used = tail - ring->cached_head;
+        if (used > cap) /* head ahead of tail, or more than a ring apart */
+            return -PARD_ECORRUPT;
+    }
+    uint64_t k = cap - used < n ? cap - used : n;
+    if (k == 0)
+        return 0;
+
+    const size_t es = ring->elem_size;
+    uint64_t idx = tail & ring->mask;
+    uint64_t first = cap - idx < k ? cap - idx : k;
+    memcpy(ring->slots + idx * es, src, first * es);
+    memcpy(ring->slots, (const uint8_t *)src + first * es, (k - first) * es);
+    /* Release: publishes the payload bytes written above to the consumer's
+     * acquire load of tail. */
+    atomic_store_explicit(&hdr->tail, tail + k, memory_order_release);
+    pard_event_notify(&hdr->not_empty);
+    return (int)k;
+}
+
+int pard_ring_spsc_pop_burst(struct pard_ring *ring, void *dst, unsigned n)
+{
+    struct pard_ring_header *hdr = ring->hdr;
+    const uint64_t cap = ring->capacity;
+    /* Relaxed: only this consumer stores head. */
+    uint64_t head = atomic_load_explicit(&hdr->head, memory_order_relaxed);
+    uint64_t avail = ring->cached_tail - head;
+    if (avail > cap || avail < n) {
+        /* Acquire pairs with the producer's release store of tail: the
+         * payload bytes up to tail are visible. */
+        ring->cached_tail = atomic_load_explicit(&hdr->tail, memory_order_acquire);
+        avail = ring->cached_tail - head;
+        if (avail > cap) /* garbage: do not read a single slot */
+            return -PARD_ECORRUPT;
+    }
+    uint64_t k = avail < n ? avail : n;
+    if (k == 0)
+        return 0;
+
+    const size_t es = ring->elem_size;
+    uint64_t idx = head & ring->mask;
+    uint64_t first = cap - idx < k ? cap - idx : k;
+    memcpy(dst, ring->slots + idx * es, first * es);
+    memcpy((uint8_t *)dst + first * es, ring->slots, (k - first) * es);
+    /* Release: our reads of those slots are done before the producer, after
+     * its acquire load of head, overwrites them. */
+    atomic_store_explicit(&hdr->head, head + k, memory_order_release);
+    pard_event_notify(&hdr->not_full);
+    return (int)k;
+}
+
+int pard_ring_spsc_push(struct pard_ring *ring, const void *elem)
+{
+    return pard_ring_spsc_push_burst(ring, elem, 1);
+}
+
+int pard_ring_spsc_pop(struct pard_ring *ring, void *elem)
+{
+    return pard_ring_spsc_pop_burst(ring, elem, 1);
+}
+
+/* ======================================================================
+ * MPMC
+ * ====================================================================== */
+
+/* Every value the slot of position pos can hold is pos or pos + 1 modulo
+ * capacity (see the protocol at the top). */
+static bool seq_plausible(const struct pard_ring *ring, uint64_t seq, uint64_t pos)
+{
+    return ((seq - pos) & ring->mask) <= 1;
+}
+
+int pard_ring_mpmc_push_burst(struct pard_ring *ring, const void *src, unsigned n)
+{
+    struct pard_ring_header *hdr = ring->hdr;
+    const int64_t cap = ring->capacity;
+    const uint64_t want = n < (uint64_t)cap ? n : (uint64_t)cap;
+    if (want == 0)
+        return 0;
+
+    /* Acquire: see snapshot_used; the claim itself is decided by the CAS. */
+    uint64_t t = atomic_load_explicit(&hdr->tail, memory_order_acquire);
+    uint64_t k;
+    for (;;) {
+        int64_t d = 0;
+        for (k = 0; k < want; k++) {
+            /* Acquire pairs with the consumer's release of this slot
+             * (seq = pos + capacity): its read of the old payload is done
+             * before we overwrite it. */
+            uint64_t seq =
+                atomic_load_explicit(&mpmc_slot_at(ring, t + k)->seq, memory_order_acquire);
+            d = (int64_t)(seq - (t + k));
+            if (d == 0)
+                continue;
+            if (!seq_plausible(ring, seq, t + k) || d < -cap)
+                return -PARD_ECORRUPT;
+            break;
+        }
+        if (k > 0) {
+            /* Release on success: whoever reads this tail with acquire also
+             * sees the head advances our slot checks depended on (keeps
+             * snapshot_used sound). The payload is ordered by seq, not by
+             * this CAS. On failure t becomes the current tail: rescan. */
+            if (atomic_compare_exchange_weak_explicit(&hdr->tail, &t, t + k, memory_order_release,
+                                                      memory_order_acquire))
+                break;
+            continue;
+        }
+        if (d > 0) {
+            /* Another producer claimed t; unless tail moved, nobody could
+             * have, and the sequence is garbage. */
+            uint64_t now = atomic_load_explicit(&hdr->tail, memory_order_acquire);
+            if (now == t)
+                return -PARD_ECORRUPT;
+            t = now;
+            continue;
+        }
+        /* Full (d == -cap or 1 - cap): the previous lap is still in use. */
+        return snapshot_used(hdr, (uint64_t)cap) < 0 ? -PARD_ECORRUPT : 0;
+    }
+
+    const size_t es = ring->elem_size;
+    for (uint64_t i = 0; i < k; i++) {
+        struct mpmc_slot *slot = mpmc_slot_at(ring, t + i);
+        memcpy(slot->data, (const uint8_t *)src + i * es, es);
+        /* Release: publishes the payload to the consumer's acquire load of
+         * seq. */
+        atomic_store_explicit(&slot->seq, t + i + 1, memory_order_release);
+    }
+    pard_event_notify(&hdr->not_empty);
+    return (int)k;
+}
+
+int pard_ring_mpmc_pop_burst(struct pard_ring *ring, void *dst, unsigned n)
+{
+    struct pard_ring_header *hdr = ring->hdr;
+    const int64_t cap = ring->capacity;
+    const uint64_t want = n < (uint64_t)cap ? n : (uint64_t)cap;
+    if (want == 0)
+        return 0;
+
+    /* Acquire: see snapshot_used; the claim itself is decided by the CAS. */
+    uint64_t h = atomic_load_explicit(&hdr->head, memory_order_acquire);
+    uint64_t k;
+    for (;;) {
+        int64_t d = 0;
+        for (k = 0; k < want; k++) {
+            /* Acquire pairs with the producer's release store seq = pos + 1:
+             * the payload is visible. */
+            uint64_t seq =
+                atomic_load_explicit(&mpmc_slot_at(ring, h + k)->seq, memory_order_acquire);
+            d = (int64_t)(seq - (h + k + 1));
+            if (d == 0)
+                continue;
+            if (!seq_plausible(ring, seq, h + k) || d < -cap)
+                return -PARD_ECORRUPT;
+            break;
+        }
+        if (k > 0) {
+            /* Release on success: see the producer's CAS. On failure h
+             * becomes the current head: rescan. */
+            if (atomic_compare_exchange_weak_explicit(&hdr->head, &h, h + k, memory_order_release,
+                                                      memory_order_acquire))
+                break;
+            continue;
+        }
+        if (d > 0) {
+            /* Another consumer took h; unless head moved, the sequence is
+             * garbage. */
+            uint64_t now = atomic_load_explicit(&hdr->head, memory_order_acquire);
+            if (now == h)
+                return -PARD_ECORRUPT;
+            h = now;
+            continue;
+        }
+        /* Empty (d == -1 or -cap): nothing published at h yet, or the
+         * previous lap's consumer has not released the slot. */
+        return snapshot_used(hdr, (uint64_t)cap) < 0 ? -PARD_ECORRUPT : 0;
+    }
+
+    const size_t es = ring->elem_size;
+    for (uint64_t i = 0; i < k; i++) {
+        struct mpmc_slot *slot = mpmc_slot_at(ring, h + i);
+        memcpy((uint8_t *)dst + i * es, slot->data, es);
+        /* Release: our read of the payload is done before a producer, after
+         * its acquire load of seq, reuses the slot for the next lap. */
+        atomic_store_explicit(&slot->seq, h + i + (uint64_t)cap, memory_order_release);
+    }
+    pard_event_notify(&hdr->not_full);
+    return (int)k;
+}
+
+int pard_ring_mpmc_push(struct pard_ring *ring, const void *elem)
+{
+    return pard_ring_mpmc_push_burst(ring, elem, 1);
+}
+
+int pard_ring_mpmc_pop(struct pard_ring *ring, void *elem)
+{
+    return pard_ring_mpmc_pop_burst(ring, elem, 1);
+}
+
+/* ======================================================================
+ * Blocking helpers
+ * ====================================================================== */
+
+/* One attempt of a blocking push or pop, run by pard_wait_until's ready(). */
+struct ring_attempt {
+    struct pard_ring *ring;
+    const void *src; /* push: caller's elements */
+    void *dst;       /* pop: caller's buffer */
+    unsigned n;
+    int result; /* elements moved or a negative error; 0 = keep waiting */
+};
+
+/*
+ * push_ready / pop_ready - try the operation; true once it moved something
+ * or failed. The outcome is kept in the attempt, and once there is one no
+ * further attempt is made: elements that moved must be reported exactly once
+ * even if the waiter calls ready() again.
+ */
+static bool push_ready(void *arg)
+{
+    struct ring_attempt *a = arg;
+    if (a->result == 0)
+        a->result = a->ring->kind == PARD_RING_MPMC
+                        ? pard_ring_mpmc_push_burst(a->ring, a->src, a->n)
+                        : pard_ring_spsc_push_burst(a->ring, a->src, a->n);
+    return a->result != 0;
+}
+
+static bool pop_ready(void *arg)
+{
+    struct ring_attempt *a = arg;
+    if (a->result == 0)
+        a->result = a->ring->kind == PARD_RING_MPMC
+                        ? pard_ring_mpmc_pop_burst(a->ring, a->dst, a->n)
+                        : pard_ring_spsc_pop_burst(a->ring, a->dst, a->n);
+    return a->result != 0;
+}
+
+/* Run one blocking operation; the event is the one the opposite side
+ * notifies when it makes room (not_full) or data (not_empty). */
+static int ring_wait(struct pard_event *ev, pard_ready_fn ready, struct ring_attempt *a,
+                     enum pard_wait_mode mode, int64_t deadline_ns)
+{
+    if (a->ring->kind != PARD_RING_SPSC && a->ring->kind != PARD_RING_MPMC)
+        return -EINVAL;
+    if (a->n == 0)
+        return 0;
+    int rc = pard_wait_until(ev, mode, ready, a, deadline_ns);
+    /* What moved counts even if the deadline passed at the same moment. */
+    return a->result != 0 ? a->result : rc;
+}
+
+int pard_ring_push_wait(struct pard_ring *ring, const void *src, unsigned n,
+                        enum pard_wait_mode mode, int64_t deadline_ns)
+{
+    struct ring_attempt a = {.ring = ring, .src = src, .n = n};
+    return ring_wait(&ring->hdr->not_full, push_ready, &a, mode, deadline_ns);
+}
+
+int pard_ring_pop_wait(struct pard_ring *ring, void *dst, unsigned n, enum pard_wait_mode mode,
+                       int64_t deadline_ns)
+{
+    struct ring_attempt a = {.ring = ring, .dst = dst, .n = n};
+    return ring_wait(&ring->hdr->not_empty, pop_ready, &a, mode, deadline_ns);
+}
