@@ -1,0 +1,215 @@
+/*
+ * pard/pard.h — libpard: write workers for pard, and map functions over
+ * inputs with them.
+ *
+ * Design
+ * ------
+ * Two sides, each a few calls:
+ *
+ *   Workers register named functions and serve them until the daemon stops:
+ *
+ *       static int square(void *ctx, const void *in, size_t len, struct pard_out *out);
+ *       struct pard_function fns[] = {{"square", square}};
+ *       return pard_worker_main(fns, 1, NULL) ? 1 : 0;
+ *
+ *   Submitters connect and map a function over inputs; results come back
+ *   through a callback, in input order (or as they finish):
+ *
+ *       struct pard_client *c;
+ *       pard_connect(&c, NULL);
+ *       pard_map(c, "square", next_input, on_result, arg, NULL, NULL);
+ *       pard_disconnect(c);
+ *
+ * Tasks and results flow through shared memory that the daemon sets up; the
+ * daemon is not on the data path. Inputs and outputs are byte buffers.
+ *
+ * Guarantees: every input yields exactly one result callback (a value or an
+ * error with the worker's message), whatever worker dies when; a dead
+ * daemon makes a blocked call return -PARD_EDAEMON within a second; a
+ * worker that crashes while running a task fails that task with an error
+ * naming the signal, and the job goes on.
+ *
+ * Errors: functions return 0 or a negative code (pard_strerror() from
+ * pard/ipc.h describes it); pard_last_error() gives the last error with
+ * context (what, where, what to do).
+ *
+ * Threads: a pard_client is used by one thread at a time, except
+ * pard_cancel(), which any thread may call.
+ */
+#ifndef PARD_PARD_H
+#define PARD_PARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pard/ipc.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PARD_VERSION_STRING "0.1.0"
+
+/* ======================================================================
+ * Connections
+ * ====================================================================== */
+
+struct pard_client;
+
+/*
+ * pard_connect - connect to the daemon as a submitter. socket_path NULL
+ * resolves like every pard tool: $PARD_SOCKET, else
+ * $XDG_RUNTIME_DIR/pard.sock, else /tmp/pard-$UID/pard.sock.
+ * Returns 0 and *out (free with pard_disconnect), or -ENOENT /
+ * -ECONNREFUSED (no daemon: start one with `pard`), -PARD_EVERSION,
+ * -PARD_EDENIED, -ENOMEM.
+ */
+int pard_connect(struct pard_client **out, const char *socket_path);
+
+/* pard_connect_control - connect as a control client (parctl): it may ask
+ * for stats, lists, cancel and shutdown, and submits nothing. */
+int pard_connect_control(struct pard_client **out, const char *socket_path);
+
+/* pard_disconnect - close the connection and free the client. NULL ok. */
+void pard_disconnect(struct pard_client *c);
+
+/* pard_last_error - the calling thread's last libpard error, with
+ * context (what, where, what to do), or "". Valid until its next call. */
+const char *pard_last_error(void);
+
+/* pard_client_fd - the control socket (for parctl; do not read from it). */
+int pard_client_fd(const struct pard_client *c);
+
+/* ======================================================================
+ * Worker side
+ * ====================================================================== */
+
+/* Where a task writes its output; only valid during the call. */
+struct pard_out;
+
+/*
+ * A map function. `in`/`len` is the task's input (valid during the call
+ * only); write the output with pard_out_write(), or report failure with
+ * pard_out_error() and a non-zero return. `ctx` is the worker's context
+ * (see pard_worker_opts.init).
+ */
+typedef int (*pard_task_fn)(void *ctx, const void *in, size_t len, struct pard_out *out);
+
+struct pard_function {
+    const char *name; /* [A-Za-z0-9_.-]{1,63} */
+    pard_task_fn fn;
+};
+
+/* pard_out_write - append bytes to the task's output. Returns 0 or -ENOMEM. */
+int pard_out_write(struct pard_out *out, const void *data, size_t len);
+
+/* pard_out_printf - append formatted text. Returns 0 or -ENOMEM. */
+int pard_out_printf(struct pard_out *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * pard_out_error - fail the task with a message (replaces any output). The
+ * submitter receives it with the function name and task index. Returns -1
+ * so that `return pard_out_error(out, "bad input %s", x);` reads well.
+ */
+int pard_out_error(struct pard_out *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* pard_out_task_index - the index of the task being run. */
+uint64_t pard_out_task_index(const struct pard_out *out);
+
+struct pard_worker_opts {
+    const char *socket_path; /* NULL: the default resolution */
+    const char *name;        /* shown by `parctl workers`; NULL: the program name */
+    /* Called once before serving (load a model, open files); *ctx is
+     * passed to every task. Non-zero return: the worker does not start. */
+    int (*init)(void **ctx, void *arg);
+    void (*fini)(void *ctx); /* called once at the end */
+    void *arg;               /* for init */
+};
+
+/*
+ * pard_worker_run - connect, register the functions, and serve tasks until
+ * the daemon shuts down (returns 0) or is lost (-PARD_EDAEMON), or an
+ * error (negative). Installs handlers for SIGSEGV, SIGBUS, SIGFPE, SIGILL
+ * and SIGABRT that record which task crashed, then let the process die.
+ */
+int pard_worker_run(const struct pard_function *fns, size_t nfns,
+                    const struct pard_worker_opts *opts);
+
+/*
+ * pard_worker_main - pard_worker_run for a main(): also parses
+ * --socket PATH and --help from argc/argv, and prints errors to stderr.
+ * Returns an exit status (0 ok, 1 error).
+ */
+int pard_worker_main(int argc, char **argv, const struct pard_function *fns, size_t nfns,
+                     const struct pard_worker_opts *opts);
+
+/* ======================================================================
+ * Submitter side
+ * ====================================================================== */
+
+/*
+ * Inputs come from a callback: store the next input in *data / *len and
+ * return 1; return 0 when there are no more; a negative value aborts the
+ * map with that error. The bytes must stay valid until the next call.
+ * Inputs are pulled only as room frees up, so they are never all in
+ * memory at once.
+ */
+typedef int (*pard_input_fn)(void *arg, uint64_t index, const void **data, size_t *len);
+
+/* One result, handed to the result callback. */
+struct pard_result {
+    uint64_t index;       /* the task's input index */
+    int status;           /* 0, or a negative code (-PARD_ETASK, -PARD_ETASKTIMEOUT, ...) */
+    const void *data;     /* the output, or the error message (not NUL-terminated) */
+    size_t len;           /* bytes at data */
+    const char *function; /* the function name */
+};
+
+/*
+ * Called once per task, in input order unless opts.unordered. `r` and its
+ * data are valid during the call only. A non-zero return cancels the map,
+ * which then returns that value.
+ */
+typedef int (*pard_result_fn)(void *arg, const struct pard_result *r);
+
+struct pard_map_opts {
+    bool unordered;               /* deliver results as they finish */
+    uint32_t batch;               /* tasks per batch; 0 = 1 */
+    uint32_t timeout_ms;          /* per task; 0 = none */
+    uint32_t retries;             /* re-runs after a timeout or crash */
+    enum pard_wait_mode wait_mode; /* how the submitter and workers wait */
+    uint32_t max_workers;         /* lanes; 0 = daemon default */
+};
+
+struct pard_map_stats {
+    uint64_t tasks;    /* results delivered */
+    uint64_t failed;   /* of which errors */
+    uint64_t requeued; /* tasks re-queued after worker deaths */
+    uint64_t dropped;  /* duplicate results dropped */
+    int64_t elapsed_ns;
+};
+
+/*
+ * pard_map - run `function` over the inputs from next_input, calling
+ * on_result once per input. Blocks until every result is delivered, the
+ * map is cancelled (-PARD_ECANCELED), or the daemon is lost
+ * (-PARD_EDAEMON). A task's failure is not the map's failure: it comes to
+ * on_result with a negative status; pard_map still returns 0.
+ * opts and stats may be NULL.
+ */
+int pard_map(struct pard_client *c, const char *function, pard_input_fn next_input,
+             pard_result_fn on_result, void *arg, const struct pard_map_opts *opts,
+             struct pard_map_stats *stats);
+
+/*
+ * pard_cancel - ask the running pard_map on c to stop; it returns
+ * -PARD_ECANCELED soon after. Any thread; async-signal-safe.
+ */
+void pard_cancel(struct pard_client *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PARD_PARD_H */

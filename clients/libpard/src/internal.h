@@ -1,0 +1,50 @@
+/*
+ * internal.h — libpard's private declarations. Not installed.
+ */
+#ifndef PARD_LIBPARD_INTERNAL_H
+#define PARD_LIBPARD_INTERNAL_H
+
+#include <signal.h>
+#include <stdarg.h>
+
+#include "pard/job.h"
+#include "pard/pard.h"
+#include "pard/proto.h"
+
+/* How long one wait lasts before a client looks at its socket. */
+#define PARD__SLICE_NS (100 * 1000000LL)
+
+struct pard_client {
+    int fd;                          /* control socket */
+    enum pard_role role;             /* what we said in hello */
+    uint64_t client_id;              /* from welcome */
+    uint32_t daemon_pid;             /* from welcome */
+    struct pard_frame_reader reader; /* incoming frames */
+    struct pard_msg *msg;            /* scratch (large: heap) */
+    volatile sig_atomic_t cancel;    /* pard_cancel() */
+};
+
+/* pard__connect - connect with a role and a name; the common part of
+ * pard_connect and the worker. */
+int pard__connect(struct pard_client **out, const char *socket_path, enum pard_role role,
+                  const char *name);
+
+/* pard__set_error - record a message with context and return code. */
+int pard__set_error(struct pard_client *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * pard__daemon_alive - non-blocking look at the control socket: 0 when the
+ * daemon is still there (nothing to read, or a frame was buffered for
+ * later), -PARD_EDAEMON when the connection is closed.
+ */
+int pard__daemon_alive(struct pard_client *c);
+
+/* pard__recv - the next message, waiting up to timeout_ms (<0 forever).
+ * EOF becomes -PARD_EDAEMON. */
+int pard__recv(struct pard_client *c, int timeout_ms, int *fd_out);
+
+/* pard__send - send c->msg-like message m (with an optional fd). */
+int pard__send(struct pard_client *c, const struct pard_msg *m, int pass_fd);
+
+#endif

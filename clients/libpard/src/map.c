@@ -1,0 +1,812 @@
+/*
+ * map.c — the submitter's side of a job: feed inputs into the task ring,
+ * collect results from the lanes, deliver each exactly once, and recover
+ * from dead workers (docs/architecture.md, "Who does what").
+ *
+ * Owns: the input arena (sole allocator and reclaimer), the task ring
+ * (sole producer), the consumer end of every lane, the done marks, and
+ * the private window of task states that makes delivery exactly-once.
+ *
+ * Must not: trust lanes. Result descriptors, records and leases are
+ * written by workers; every index, offset and length read from them is
+ * checked, and an impossible one stops the job with -PARD_ECORRUPT and a
+ * message naming the lane and its worker, never a crash.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Per-task state in the window. */
+enum { SLOT_FREE = 0, SLOT_PENDING, SLOT_HELD, SLOT_DONE };
+
+struct slot {
+    uint8_t state;  /* SLOT_* */
+    uint8_t tries;  /* retries used after timeouts and crashes */
+    uint8_t deaths; /* workers that died holding it without a crash mark */
+    int32_t status; /* HELD: the result's status */
+    uint32_t len;   /* HELD: bytes at data */
+    uint8_t *data;  /* HELD: a private copy of the result */
+};
+
+/* A batch as submitted, for re-queueing sub-ranges and reclaiming input. */
+struct batch {
+    uint64_t first;
+    uint32_t count;
+    uint64_t off; /* input records in the input arena */
+    uint64_t len;
+    uint64_t end; /* arena position to release once all are delivered */
+};
+
+#define MAX_DEATHS 3 /* deaths without a crash mark before a task fails */
+
+struct map {
+    struct pard_client *c;
+    const char *function;
+    pard_input_fn next_input;
+    pard_result_fn on_result;
+    void *arg;
+    struct pard_map_opts opts;
+    struct pard_map_stats stats;
+
+    struct pard_job job;
+    struct pard_lane *lanes; /* geo.lanes views */
+    uint64_t job_id;
+    uint64_t W; /* window */
+
+    struct slot *slots; /* W entries, index & (W-1) */
+    uint64_t low;       /* every index below is delivered */
+    uint64_t next;      /* next index to take from the input */
+    bool input_done;
+
+    struct batch *batches; /* FIFO of W entries */
+    uint64_t bhead, btail;
+
+    struct pard_task_desc cur; /* the batch being filled */
+    uint64_t cur_end;
+
+    uint8_t *carry; /* an input taken but not yet placed (arena full) */
+    size_t carry_len, carry_cap;
+    bool has_carry;
+
+    struct pard_task_desc *requeue; /* descriptors waiting for the ring */
+    size_t nrequeue, requeue_cap;
+
+    uint32_t seen_epoch;
+    int quiet_looks; /* reconcile: consecutive looks with nothing moving */
+    int64_t last_alive_check;
+    int error; /* first fatal error */
+};
+
+static inline struct slot *slot_of(struct map *m, uint64_t i)
+{
+    return &m->slots[i & (m->W - 1)];
+}
+
+static int fail_job(struct map *m, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail_job(struct map *m, int code, const char *fmt, ...)
+{
+    if (m->error == 0) {
+        char buf[400];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+        pard__set_error(m->c, code, "job %llu (%s): %s", (unsigned long long)m->job_id,
+                        m->function, buf);
+        m->error = code;
+    }
+    return m->error;
+}
+
+/* ----------------------------------------------------------------------
+ * Delivery
+ * ---------------------------------------------------------------------- */
+
+static int call_back(struct map *m, uint64_t index, int status, const void *data, size_t len)
+{
+    struct pard_result r = {.index = index,
+                            .status = status,
+                            .data = data,
+                            .len = len,
+                            .function = m->function};
+    int rc = m->on_result(m->arg, &r);
+    m->stats.tasks++;
+    if (status != 0)
+        m->stats.failed++;
+    /* Single writer: a plain store of our own count, no RMW. */
+    atomic_store_explicit(&m->job.ctl->delivered, m->stats.tasks, memory_order_relaxed);
+    atomic_store_explicit(&m->job.ctl->failed, m->stats.failed, memory_order_relaxed);
+    atomic_store_explicit(&m->job.done[index & (m->W - 1)], index + 1, memory_order_release);
+    if (rc != 0 && m->error == 0) {
+        pard__set_error(m->c, rc, "the result callback stopped the map at task %llu",
+                        (unsigned long long)index);
+        m->error = rc;
+    }
+    return rc;
+}
+
+/* Advance `low` over delivered tasks (delivering held ones in order), and
+ * give back the input space of batches that are wholly delivered. */
+static void advance(struct map *m)
+{
+    while (m->low < m->next && m->error == 0) {
+        struct slot *s = slot_of(m, m->low);
+        if (s->state == SLOT_HELD) {
+            call_back(m, m->low, s->status, s->data, s->len);
+            free(s->data);
+            s->data = NULL;
+            s->state = SLOT_DONE;
+        }
+        if (s->state != SLOT_DONE)
+            break;
+        s->state = SLOT_FREE;
+        m->low++;
+    }
+    while (m->bhead != m->btail) {
+        struct batch *b = &m->batches[m->bhead & (m->W - 1)];
+        if (b->first + b->count > m->low)
+            break;
+        pard_arena_release(&m->job.input, b->end); /* our own arena: cannot fail */
+        m->bhead++;
+    }
+}
+
+/* A result (or error) for task i arrived: deliver it now, hold it for
+ * order, or drop it as a duplicate. */
+static void accept_result(struct map *m, uint64_t i, int status, const void *data, size_t len)
+{
+    if (i < m->low || i >= m->next) {
+        m->stats.dropped++;
+        return;
+    }
+    struct slot *s = slot_of(m, i);
+    if (s->state != SLOT_PENDING) {
+        m->stats.dropped++; /* a re-queued task's second result */
+        return;
+    }
+    if (m->opts.unordered || i == m->low) {
+        call_back(m, i, status, data, len);
+        s->state = SLOT_DONE;
+        advance(m);
+        return;
+    }
+    s->data = malloc(len ? len : 1);
+    if (!s->data) {
+        fail_job(m, -ENOMEM, "out of memory holding a result for ordered delivery");
+        return;
+    }
+    memcpy(s->data, data, len);
+    s->len = (uint32_t)len;
+    s->status = status;
+    s->state = SLOT_HELD;
+}
+
+static void fail_task(struct map *m, uint64_t i, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fail_task(struct map *m, uint64_t i, int code, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(msg))
+        n = sizeof(msg) - 1;
+    accept_result(m, i, code, msg, (size_t)n);
+}
+
+/* ----------------------------------------------------------------------
+ * Feeding the task ring
+ * ---------------------------------------------------------------------- */
+
+static int push_desc(struct map *m, const struct pard_task_desc *d)
+{
+    /* We are the only producer, and callers checked for room: a failure
+     * here is a consumer caught between claiming and freeing a slot. */
+    for (;;) {
+        int n = pard_ring_push_wait(&m->job.tasks, d, 1, PARD_WAIT_ADAPTIVE,
+                                    pard_now_ns() + PARD__SLICE_NS);
+        if (n == 1)
+            return 0;
+        if (n != -ETIMEDOUT)
+            return fail_job(m, n, "the task ring is corrupted: %s", pard_strerror(n));
+        if (pard__daemon_alive(m->c) != 0)
+            return -PARD_EDAEMON;
+    }
+}
+
+static int64_t ring_room(struct map *m)
+{
+    int64_t count = pard_ring_count(&m->job.tasks);
+    if (count < 0)
+        return 0;
+    return (int64_t)m->job.tasks.capacity - count;
+}
+
+/* Push the batch being filled. */
+static int flush_cur(struct map *m)
+{
+    if (m->cur.count == 0)
+        return 0;
+    int rc = push_desc(m, &m->cur);
+    if (rc != 0)
+        return rc;
+    struct batch *b = &m->batches[m->btail & (m->W - 1)];
+    b->first = m->cur.first;
+    b->count = m->cur.count;
+    b->off = m->cur.off;
+    b->len = m->cur.len;
+    b->end = m->cur_end;
+    m->btail++;
+    atomic_store_explicit(&m->job.ctl->submitted, m->cur.first + m->cur.count,
+                          memory_order_release);
+    m->cur.count = 0;
+    return 0;
+}
+
+static int keep_carry(struct map *m, const void *data, size_t len)
+{
+    if (len > m->carry_cap) {
+        uint8_t *b = realloc(m->carry, len);
+        if (!b)
+            return fail_job(m, -ENOMEM, "out of memory holding an input");
+        m->carry = b;
+        m->carry_cap = len;
+    }
+    if (len)
+        memcpy(m->carry, data, len);
+    m->carry_len = len;
+    m->has_carry = true;
+    return 0;
+}
+
+/* Move re-queued descriptors and fresh inputs into the ring while there is
+ * room. Returns how many descriptors went in, or a negative error. */
+static int feed(struct map *m)
+{
+    int moved = 0;
+    while (m->nrequeue > 0 && ring_room(m) > 1) {
+        int rc = push_desc(m, &m->requeue[0]);
+        if (rc != 0)
+            return rc;
+        memmove(m->requeue, m->requeue + 1, (m->nrequeue - 1) * sizeof(*m->requeue));
+        m->nrequeue--;
+        moved++;
+    }
+    uint32_t batch = m->opts.batch ? m->opts.batch : 1;
+    uint64_t limit = m->job.input.capacity / 2;
+    while (!m->input_done && m->error == 0) {
+        if (m->cur.count >= batch) {
+            int rc = flush_cur(m);
+            if (rc != 0)
+                return rc;
+            moved++;
+        }
+        /* Room for the batch being filled and one more descriptor. */
+        if (m->next - m->low >= m->W || ring_room(m) < 2 || m->c->cancel)
+            break;
+        const void *data;
+        size_t len;
+        if (m->has_carry) {
+            data = m->carry;
+            len = m->carry_len;
+        } else {
+            int rc = m->next_input(m->arg, m->next, &data, &len);
+            if (rc == 0) {
+                m->input_done = true;
+                break;
+            }
+            if (rc < 0)
+                return fail_job(m, rc, "the input callback failed at input %llu: %s",
+                                (unsigned long long)m->next, pard_strerror(rc));
+        }
+        uint64_t size = pard_record_size(len);
+        if (size > limit || len > UINT32_MAX) {
+            /* It can never fit: fail this task alone, with the reason. */
+            uint64_t i = m->next++;
+            slot_of(m, i)->state = SLOT_PENDING;
+            m->has_carry = false;
+            fail_task(m, i, -PARD_ETOOBIG,
+                      "input %llu is %zu bytes, over the job's limit of %llu bytes per input",
+                      (unsigned long long)i, len, (unsigned long long)(limit - 8));
+            continue;
+        }
+        struct pard_span span;
+        int rc = pard_arena_alloc(&m->job.input, size, &span);
+        if (rc < 0)
+            return fail_job(m, rc, "the input arena is corrupted: %s", pard_strerror(rc));
+        if (rc == 1) { /* full until results come back */
+            if (!m->has_carry && (rc = keep_carry(m, data, len)) != 0)
+                return rc;
+            break;
+        }
+        if (m->cur.count > 0 && span.off != m->cur.off + m->cur.len) {
+            if ((rc = flush_cur(m)) != 0) /* wrapped: a batch is contiguous */
+                return rc;
+            moved++;
+        }
+        uint8_t *p = pard_arena_ptr(&m->job.input, span.off);
+        struct pard_record rec = {.len = (uint32_t)len, .status = 0};
+        memcpy(p, &rec, sizeof(rec));
+        if (len)
+            memcpy(p + sizeof(rec), data, len);
+        m->has_carry = false;
+        if (m->cur.count == 0) {
+            m->cur.first = m->next;
+            m->cur.attempt = 0;
+            m->cur.off = span.off;
+            m->cur.len = 0;
+        }
+        m->cur.count++;
+        m->cur.len += size;
+        m->cur_end = span.end;
+        slot_of(m, m->next)->state = SLOT_PENDING;
+        m->next++;
+    }
+    /* Whatever stopped us, let workers start on the partial batch. */
+    if (m->cur.count > 0 && m->error == 0) {
+        int rc = flush_cur(m);
+        if (rc != 0)
+            return rc;
+        moved++;
+    }
+    return moved;
+}
+
+/* ----------------------------------------------------------------------
+ * Re-queueing
+ * ---------------------------------------------------------------------- */
+
+static struct batch *batch_of(struct map *m, uint64_t i)
+{
+    uint64_t lo = m->bhead, hi = m->btail; /* binary search by first */
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        struct batch *b = &m->batches[mid & (m->W - 1)];
+        if (i < b->first)
+            hi = mid;
+        else if (i >= b->first + b->count)
+            lo = mid + 1;
+        else
+            return b;
+    }
+    return NULL;
+}
+
+static int add_requeue(struct map *m, const struct pard_task_desc *d)
+{
+    if (m->nrequeue == m->requeue_cap) {
+        size_t cap = m->requeue_cap ? m->requeue_cap * 2 : 16;
+        struct pard_task_desc *r = realloc(m->requeue, cap * sizeof(*r));
+        if (!r)
+            return fail_job(m, -ENOMEM, "out of memory re-queueing tasks");
+        m->requeue = r;
+        m->requeue_cap = cap;
+    }
+    m->requeue[m->nrequeue++] = *d;
+    m->stats.requeued += d->count;
+    atomic_store_explicit(&m->job.ctl->requeued, m->stats.requeued, memory_order_relaxed);
+    return 0;
+}
+
+/*
+ * Re-queue the pending tasks in [from, to) that `want` selects, as runs of
+ * consecutive tasks within one batch (so each run's inputs are
+ * contiguous). Our own input records are walked with bounds checks: a
+ * worker could have scribbled on the input arena.
+ */
+static void requeue_range(struct map *m, uint64_t from, uint64_t to, const bool *want)
+{
+    uint64_t i = from;
+    while (i < to && m->error == 0) {
+        if (!want[i - from] || slot_of(m, i)->state != SLOT_PENDING) {
+            i++;
+            continue;
+        }
+        struct batch *b = batch_of(m, i);
+        if (!b) { /* not submitted yet: it is still in `cur` or carry */
+            i++;
+            continue;
+        }
+        const void *base = pard_arena_read(&m->job.input, b->off, b->len);
+        struct pard_records it;
+        pard_records_init(&it, base, base ? b->len : 0);
+        uint64_t k = b->first, run_off = 0, run_len = 0, run_first = 0;
+        uint32_t run_count = 0;
+        uint8_t attempt = 0;
+        for (; k < b->first + b->count; k++) {
+            uint64_t pos = it.pos;
+            struct pard_record rec;
+            const void *payload;
+            int got = pard_records_next(&it, &rec, &payload);
+            bool take = k >= i && k < to && want[k - from] &&
+                        slot_of(m, k)->state == SLOT_PENDING;
+            if (take && got != 1) {
+                fail_task(m, k, -PARD_ECORRUPT,
+                          "the input of task %llu was overwritten in shared memory",
+                          (unsigned long long)k);
+                take = false;
+            }
+            if (take) {
+                if (run_count == 0) {
+                    run_first = k;
+                    run_off = b->off + pos;
+                    run_len = 0;
+                }
+                run_count++;
+                run_len += it.pos - pos;
+                uint8_t t = slot_of(m, k)->tries + slot_of(m, k)->deaths;
+                if (t > attempt)
+                    attempt = t;
+            }
+            if ((!take || k + 1 == b->first + b->count) && run_count > 0) {
+                struct pard_task_desc d = {.first = run_first,
+                                           .count = run_count,
+                                           .attempt = attempt + 1u,
+                                           .off = run_off,
+                                           .len = run_len};
+                add_requeue(m, &d);
+                run_count = 0;
+            }
+        }
+        i = b->first + b->count;
+    }
+}
+
+/* ----------------------------------------------------------------------
+ * Lanes
+ * ---------------------------------------------------------------------- */
+
+static int lane_corrupt(struct map *m, uint32_t li, const char *what)
+{
+    return fail_job(m, -PARD_ECORRUPT,
+                    "lane %u (worker pid %d) wrote %s; the job is stopped to protect its results",
+                    li, (int)atomic_load(&m->lanes[li].ctl->pid), what);
+}
+
+/* Take every result descriptor waiting in lane li. Returns how many. */
+static int drain_lane(struct map *m, uint32_t li)
+{
+    struct pard_lane *lane = &m->lanes[li];
+    struct pard_result_desc d[16];
+    int total = 0;
+    for (;;) {
+        int n = pard_ring_spsc_pop_burst(&lane->results, d, 16);
+        if (n < 0)
+            return lane_corrupt(m, li, "impossible result ring indices");
+        if (n == 0)
+            break;
+        for (int k = 0; k < n && m->error == 0; k++) {
+            if (d[k].count == 0 || d[k].count > m->W || d[k].first >= m->next ||
+                d[k].count > m->next - d[k].first)
+                return lane_corrupt(m, li, "a result descriptor for tasks never submitted");
+            const void *base = pard_arena_read(&lane->output, d[k].off, d[k].len);
+            if (!base)
+                return lane_corrupt(m, li, "a result span outside its output arena");
+            struct pard_records it;
+            pard_records_init(&it, base, d[k].len);
+            for (uint32_t j = 0; j < d[k].count && m->error == 0; j++) {
+                struct pard_record rec;
+                const void *payload;
+                if (pard_records_next(&it, &rec, &payload) != 1)
+                    return lane_corrupt(m, li, "a result record that runs past its span");
+                if (rec.status == PARD_REC_SKIPPED)
+                    continue;
+                int status = rec.status == PARD_REC_OK ? 0 : -PARD_ETASK;
+                accept_result(m, d[k].first + j, status, payload, rec.len);
+            }
+            if (pard_arena_release(&lane->output, d[k].end) != 0)
+                return lane_corrupt(m, li, "an output arena position out of range");
+        }
+        total += n;
+        /* After the releases: a worker waiting for arena space re-checks. */
+        pard_event_notify(&lane->results.hdr->not_full);
+        if (m->error)
+            return m->error;
+    }
+    return total;
+}
+
+static const char *signal_name(int sig)
+{
+    const char *s = sigabbrev_np(sig);
+    return s ? s : "unknown";
+}
+
+/* A lane whose worker died: drain it, settle its lease, give it back. */
+static int reclaim_lane(struct map *m, uint32_t li)
+{
+    struct pard_lane *lane = &m->lanes[li];
+    struct pard_lane_ctl *ctl = lane->ctl;
+    int rc = drain_lane(m, li);
+    if (rc < 0)
+        return rc;
+    if (atomic_load_explicit(&ctl->leased, memory_order_acquire)) {
+        struct pard_task_desc lease = ctl->lease;
+        uint64_t current = atomic_load(&ctl->current);
+        int sig = atomic_load(&ctl->crash_signal);
+        uint32_t death = atomic_load(&ctl->death);
+        int pid = atomic_load(&ctl->pid);
+        /* Clamp the (untrusted) lease to what is outstanding. */
+        uint64_t from = lease.first < m->low ? m->low : lease.first;
+        uint64_t to = lease.count > m->W ? from : lease.first + lease.count;
+        if (to > m->next)
+            to = m->next;
+        if (from < to) {
+            bool *want = calloc(to - from, sizeof(bool));
+            if (!want)
+                return fail_job(m, -ENOMEM, "out of memory re-queueing tasks");
+            for (uint64_t i = from; i < to; i++) {
+                struct slot *s = slot_of(m, i);
+                if (s->state != SLOT_PENDING)
+                    continue;
+                bool culprit = i == current && (death == PARD_DEATH_TIMEOUT || sig != 0);
+                if (culprit && s->tries < m->opts.retries) {
+                    s->tries++;
+                    want[i - from] = true;
+                } else if (culprit && death == PARD_DEATH_TIMEOUT) {
+                    fail_task(m, i, -PARD_ETASKTIMEOUT,
+                              "task %llu of '%s' exceeded its time limit of %u ms; its worker "
+                              "(pid %d) was killed",
+                              (unsigned long long)i, m->function, m->opts.timeout_ms, pid);
+                } else if (culprit) {
+                    fail_task(m, i, -PARD_EWORKERDIED,
+                              "task %llu of '%s' crashed its worker (pid %d) with %s", 
+                              (unsigned long long)i, m->function, pid, signal_name(sig));
+                } else if (++s->deaths >= MAX_DEATHS) {
+                    fail_task(m, i, -PARD_EWORKERDIED,
+                              "task %llu of '%s': %d workers died while running it",
+                              (unsigned long long)i, m->function, MAX_DEATHS);
+                } else {
+                    want[i - from] = true;
+                }
+            }
+            requeue_range(m, from, to, want);
+            free(want);
+        }
+    }
+    rc = pard_job_lane_reset(&m->job, li);
+    if (rc == 0)
+        rc = pard_job_lane(&m->job, li, lane);
+    if (rc != 0)
+        return lane_corrupt(m, li, "a lane that cannot be reset");
+    /* Release: the reset lane is visible before the daemon may reuse it. */
+    atomic_store_explicit(&ctl->death, PARD_DEATH_NONE, memory_order_relaxed);
+    atomic_store_explicit(&ctl->state, PARD_LANE_FREE, memory_order_release);
+    return 0;
+}
+
+/* Drain live lanes, reclaim dead ones. Returns results moved. */
+static int collect(struct map *m)
+{
+    int moved = 0;
+    /* The epoch only wakes us; the lane states below are the truth. */
+    m->seen_epoch = atomic_load_explicit(&m->job.ctl->lanes_epoch, memory_order_acquire);
+    for (uint32_t li = 0; li < m->job.geo.lanes && m->error == 0; li++) {
+        uint32_t state = atomic_load_explicit(&m->lanes[li].ctl->state, memory_order_acquire);
+        if (state == PARD_LANE_ACTIVE) {
+            int n = drain_lane(m, li);
+            if (n < 0)
+                return n;
+            moved += n;
+        } else if (state == PARD_LANE_DEAD) {
+            int rc = reclaim_lane(m, li);
+            if (rc < 0)
+                return rc;
+            moved++;
+        }
+    }
+    return moved;
+}
+
+/* ----------------------------------------------------------------------
+ * Waiting and reconciling
+ * ---------------------------------------------------------------------- */
+
+static bool map_ready(void *arg)
+{
+    struct map *m = arg;
+    if (atomic_load_explicit(&m->job.ctl->lanes_epoch, memory_order_acquire) != m->seen_epoch ||
+        atomic_load_explicit(&m->job.ctl->state, memory_order_acquire) != PARD_JOB_RUNNING ||
+        m->c->cancel)
+        return true;
+    for (uint32_t li = 0; li < m->job.geo.lanes; li++)
+        if (pard_ring_count(&m->lanes[li].results) != 0)
+            return true;
+    return false;
+}
+
+/*
+ * A worker that died between popping a batch and leasing it took the
+ * batch with it. When nothing is queued, leased or in flight for two looks
+ * in a row, every pending task is re-queued; duplicates are dropped.
+ */
+static void reconcile(struct map *m, bool progressed)
+{
+    bool quiet = !progressed && m->low < m->next && m->nrequeue == 0 && m->cur.count == 0 &&
+                 pard_ring_count(&m->job.tasks) == 0;
+    for (uint32_t li = 0; li < m->job.geo.lanes && quiet; li++) {
+        struct pard_lane *l = &m->lanes[li];
+        if (atomic_load(&l->ctl->state) != PARD_LANE_FREE &&
+            (atomic_load(&l->ctl->leased) || pard_ring_count(&l->results) != 0))
+            quiet = false;
+    }
+    if (!quiet) {
+        m->quiet_looks = 0;
+        return;
+    }
+    if (++m->quiet_looks < 2)
+        return;
+    m->quiet_looks = 0;
+    uint64_t from = m->low, to = m->next;
+    bool *want = malloc(to - from);
+    if (!want) {
+        fail_job(m, -ENOMEM, "out of memory reconciling");
+        return;
+    }
+    memset(want, 1, to - from);
+    requeue_range(m, from, to, want);
+    free(want);
+}
+
+/* ----------------------------------------------------------------------
+ * The map
+ * ---------------------------------------------------------------------- */
+
+static int start_job(struct map *m)
+{
+    struct pard_msg *msg = m->c->msg;
+    pard_msg_init(msg, PARD_MSG_SUBMIT);
+    snprintf(msg->submit.function, sizeof(msg->submit.function), "%s", m->function);
+    msg->submit.timeout_ms = m->opts.timeout_ms;
+    msg->submit.retries = m->opts.retries;
+    msg->submit.has_wait_mode = true;
+    msg->submit.wait_mode = m->opts.wait_mode;
+    msg->submit.max_lanes = m->opts.max_workers;
+    int rc = pard__send(m->c, msg, -1);
+    int fd = -1;
+    while (rc == 0) {
+        rc = pard__recv(m->c, 15000, &fd);
+        if (rc == -ETIMEDOUT)
+            return pard__set_error(m->c, rc, "pard did not answer the submit of '%s'",
+                                   m->function);
+        if (rc != 0)
+            return rc;
+        if (msg->type == PARD_MSG_ERROR)
+            return pard__set_error(m->c, msg->error.code, "cannot map '%s': %s", m->function,
+                                   msg->error.message);
+        if (msg->type == PARD_MSG_JOB && fd >= 0)
+            break;
+        if (fd >= 0) /* a stray reply from an earlier job: skip it */
+            close(fd);
+        fd = -1;
+    }
+    m->job_id = msg->job.job_id;
+    rc = pard_job_attach(&m->job, fd);
+    close(fd);
+    if (rc != 0)
+        return pard__set_error(m->c, rc, "cannot attach to job %llu: %s",
+                               (unsigned long long)m->job_id, pard_strerror(rc));
+    m->W = m->job.geo.window;
+    m->lanes = calloc(m->job.geo.lanes, sizeof(*m->lanes));
+    m->slots = calloc(m->W, sizeof(*m->slots));
+    m->batches = calloc(m->W, sizeof(*m->batches));
+    if (!m->lanes || !m->slots || !m->batches)
+        return pard__set_error(m->c, -ENOMEM, "out of memory for job %llu",
+                               (unsigned long long)m->job_id);
+    for (uint32_t li = 0; li < m->job.geo.lanes; li++)
+        if ((rc = pard_job_lane(&m->job, li, &m->lanes[li])) != 0)
+            return pard__set_error(m->c, rc, "job %llu: lane %u is corrupted",
+                                   (unsigned long long)m->job_id, li);
+    return 0;
+}
+
+static void end_job(struct map *m)
+{
+    if (m->job_id) {
+        struct pard_msg *msg = m->c->msg;
+        pard_msg_init(msg, PARD_MSG_JOB_END);
+        msg->job_end.job_id = m->job_id;
+        pard__send(m->c, msg, -1); /* a dead daemon needs no goodbye */
+    }
+    if (m->slots)
+        for (uint64_t i = 0; i < m->W; i++)
+            free(m->slots[i].data);
+    free(m->slots);
+    free(m->batches);
+    free(m->lanes);
+    free(m->carry);
+    free(m->requeue);
+    if (m->job.region.base)
+        pard_job_close(&m->job);
+}
+
+static int run(struct map *m)
+{
+    int rc = start_job(m);
+    if (rc != 0)
+        return rc;
+    int64_t t0 = pard_now_ns();
+    m->last_alive_check = t0;
+    while (m->error == 0) {
+        int fed = feed(m);
+        if (fed < 0)
+            break;
+        int got = collect(m);
+        if (got < 0)
+            break;
+        if (m->input_done && !m->has_carry && m->low == m->next)
+            break; /* every result delivered */
+        uint32_t state = atomic_load_explicit(&m->job.ctl->state, memory_order_acquire);
+        if (m->c->cancel || state == PARD_JOB_CANCELLED) {
+            fail_job(m, -PARD_ECANCELED, "cancelled after %llu of %llu results",
+                     (unsigned long long)m->stats.tasks, (unsigned long long)m->next);
+            break;
+        }
+        if (state != PARD_JOB_RUNNING) {
+            fail_job(m, -PARD_EDAEMON, "the daemon ended the job");
+            break;
+        }
+        int64_t now = pard_now_ns();
+        if (fed > 0 || got > 0) {
+            /* Busy: still look at the daemon now and then. */
+            if (now - m->last_alive_check > PARD__SLICE_NS) {
+                m->last_alive_check = now;
+                if ((rc = pard__daemon_alive(m->c)) != 0) {
+                    fail_job(m, rc, "%s", pard_last_error());
+                    break;
+                }
+            }
+            m->quiet_looks = 0;
+            continue;
+        }
+        rc = pard_wait_until(&m->job.ctl->results, m->opts.wait_mode, map_ready, m,
+                             now + PARD__SLICE_NS);
+        if (rc == -ETIMEDOUT) {
+            m->last_alive_check = pard_now_ns();
+            if ((rc = pard__daemon_alive(m->c)) != 0) {
+                fail_job(m, rc, "%s", pard_last_error());
+                break;
+            }
+            reconcile(m, false);
+        }
+    }
+    m->stats.elapsed_ns = pard_now_ns() - t0;
+    return m->error;
+}
+
+int pard_map(struct pard_client *c, const char *function, pard_input_fn next_input,
+             pard_result_fn on_result, void *arg, const struct pard_map_opts *opts,
+             struct pard_map_stats *stats)
+{
+    if (!c || !function || !next_input || !on_result)
+        return -EINVAL;
+    if (!pard_name_valid(function))
+        return pard__set_error(c, -EINVAL, "'%s' is not a valid function name", function);
+    struct map *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    m->c = c;
+    m->function = function;
+    m->next_input = next_input;
+    m->on_result = on_result;
+    m->arg = arg;
+    if (opts)
+        m->opts = *opts;
+    c->cancel = 0;
+    int rc = run(m);
+    end_job(m);
+    if (stats)
+        *stats = m->stats;
+    free(m);
+    return rc;
+}

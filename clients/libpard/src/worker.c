@@ -1,0 +1,512 @@
+/*
+ * worker.c — the worker loop: register functions, take batches from a
+ * job's task ring, run them, and write results into this worker's lane.
+ *
+ * Owns: the worker's side of the data plane (docs/architecture.md): the
+ * lease, the lane's result ring and output arena, and the crash handler
+ * that records which task killed the process.
+ *
+ * Must not: trust anything read from the job region (descriptors, input
+ * records) beyond what is checked here; a bad descriptor fails its tasks
+ * with an error record, it never crashes the worker.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* ----------------------------------------------------------------------
+ * Task output
+ * ---------------------------------------------------------------------- */
+
+struct pard_out {
+    uint8_t *buf;   /* output or error message */
+    size_t len;     /* bytes used */
+    size_t cap;     /* bytes allocated */
+    bool failed;    /* pard_out_error was called */
+    uint64_t index; /* the task */
+};
+
+static int out_reserve(struct pard_out *out, size_t more)
+{
+    if (out->len + more <= out->cap)
+        return 0;
+    size_t cap = out->cap ? out->cap : 256;
+    while (cap < out->len + more)
+        cap *= 2;
+    uint8_t *b = realloc(out->buf, cap);
+    if (!b)
+        return -ENOMEM;
+    out->buf = b;
+    out->cap = cap;
+    return 0;
+}
+
+int pard_out_write(struct pard_out *out, const void *data, size_t len)
+{
+    if (out_reserve(out, len) != 0)
+        return -ENOMEM;
+    memcpy(out->buf + out->len, data, len);
+    out->len += len;
+    return 0;
+}
+
+static int out_vprintf(struct pard_out *out, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0 || out_reserve(out, (size_t)n + 1) != 0)
+        return -ENOMEM;
+    vsnprintf((char *)out->buf + out->len, (size_t)n + 1, fmt, ap);
+    out->len += (size_t)n; /* the NUL is not part of the output */
+    return 0;
+}
+
+int pard_out_printf(struct pard_out *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = out_vprintf(out, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int pard_out_error(struct pard_out *out, const char *fmt, ...)
+{
+    out->len = 0;
+    out->failed = true;
+    va_list ap;
+    va_start(ap, fmt);
+    out_vprintf(out, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+uint64_t pard_out_task_index(const struct pard_out *out)
+{
+    return out->index;
+}
+
+/* ----------------------------------------------------------------------
+ * Crash handler
+ * ---------------------------------------------------------------------- */
+
+/* The lane of the job being served, for the crash handler; NULL between
+ * jobs. A pointer into the job mapping: valid while attached. */
+static struct pard_lane_ctl *_Atomic crash_lane;
+
+static void on_crash(int sig)
+{
+    struct pard_lane_ctl *lane = atomic_load(&crash_lane);
+    if (lane) /* async-signal-safe: one store to shared memory */
+        atomic_store_explicit(&lane->crash_signal, sig, memory_order_release);
+    /* SA_RESETHAND restored the default action: die of the same signal. */
+    raise(sig);
+}
+
+static void install_crash_handlers(void)
+{
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_crash;
+    sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
+/* ----------------------------------------------------------------------
+ * Serving one job
+ * ---------------------------------------------------------------------- */
+
+struct worker {
+    struct pard_client *c;
+    const struct pard_function *fns;
+    size_t nfns;
+    void *ctx;
+    struct pard_out out;
+};
+
+struct serve {
+    struct worker *w;
+    struct pard_job job;
+    struct pard_lane lane;
+    pard_task_fn fn;
+    const char *function;
+    uint64_t job_id;
+    uint32_t lane_index;
+    uint32_t gen;
+    bool timed; /* the job has a per-task timeout: publish start times */
+    enum pard_wait_mode mode;
+    /* the output span being built */
+    uint32_t span_count;
+    uint64_t span_first;
+    uint64_t span_off;
+    uint64_t span_len;
+    uint64_t span_end;
+};
+
+/* The job still wants us: running, and our lane still ours. */
+static bool still_serving(struct serve *s)
+{
+    return atomic_load_explicit(&s->job.ctl->state, memory_order_acquire) == PARD_JOB_RUNNING &&
+           atomic_load_explicit(&s->lane.ctl->state, memory_order_acquire) == PARD_LANE_ACTIVE;
+}
+
+static bool tasks_or_leave(void *arg)
+{
+    struct serve *s = arg;
+    return pard_ring_count(&s->job.tasks) != 0 || !still_serving(s);
+}
+
+static bool room_or_leave(void *arg)
+{
+    struct serve *s = arg;
+    return pard_ring_count(&s->lane.results) < (int64_t)s->lane.results.capacity ||
+           !still_serving(s);
+}
+
+/* Push the output span built so far as one result descriptor. */
+static int flush_span(struct serve *s)
+{
+    if (s->span_count == 0)
+        return 0;
+    struct pard_result_desc d = {.first = s->span_first,
+                                 .count = s->span_count,
+                                 .off = s->span_off,
+                                 .len = s->span_len,
+                                 .end = s->span_end};
+    for (;;) {
+        int n = pard_ring_spsc_push(&s->lane.results, &d);
+        if (n == 1)
+            break;
+        if (n < 0)
+            return n;
+        /* The submitter has not caught up: wait for room, and give up if
+         * the job or the lane is taken away meanwhile. */
+        pard_wait_until(&s->lane.results.hdr->not_full, s->mode, room_or_leave, s,
+                        pard_now_ns() + PARD__SLICE_NS);
+        if (!still_serving(s))
+            return -PARD_ECANCELED;
+        if (pard__daemon_alive(s->w->c) != 0)
+            return -PARD_EDAEMON;
+    }
+    /* Rung after the push: the submitter sleeps on the job-wide event. */
+    pard_event_notify(&s->job.ctl->results);
+    s->span_count = 0;
+    return 0;
+}
+
+struct arena_room {
+    struct serve *s;
+    uint64_t need;
+};
+
+static bool arena_room_or_leave(void *arg)
+{
+    struct arena_room *a = arg;
+    return pard_arena_used(&a->s->lane.output) + a->need <= a->s->lane.output.capacity ||
+           !still_serving(a->s);
+}
+
+/* Append one record to the output span, flushing and waiting as needed. */
+static int emit(struct serve *s, uint64_t index, uint32_t status, const void *data, size_t len)
+{
+    uint64_t size = pard_record_size(len);
+    struct pard_span span;
+    for (;;) {
+        int rc = pard_arena_alloc(&s->lane.output, size, &span);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            break;
+        /* Full: hand over what we have so the submitter can free space. */
+        if ((rc = flush_span(s)) != 0)
+            return rc;
+        struct arena_room a = {s, size * 2};
+        pard_wait_until(&s->lane.results.hdr->not_full, s->mode, arena_room_or_leave, &a,
+                        pard_now_ns() + PARD__SLICE_NS);
+        if (!still_serving(s))
+            return -PARD_ECANCELED;
+        if (pard__daemon_alive(s->w->c) != 0)
+            return -PARD_EDAEMON;
+    }
+    /* A span must be contiguous and consecutive in index: else start anew. */
+    if (s->span_count > 0 &&
+        (span.off != s->span_off + s->span_len || index != s->span_first + s->span_count)) {
+        int rc = flush_span(s);
+        if (rc != 0)
+            return rc;
+    }
+    uint8_t *p = pard_arena_ptr(&s->lane.output, span.off);
+    struct pard_record rec = {.len = (uint32_t)len, .status = status};
+    memcpy(p, &rec, sizeof(rec));
+    if (len)
+        memcpy(p + sizeof(rec), data, len);
+    if (s->span_count == 0) {
+        s->span_first = index;
+        s->span_off = span.off;
+        s->span_len = 0;
+    }
+    s->span_count++;
+    s->span_len += size;
+    s->span_end = span.end;
+    return 0;
+}
+
+static int emit_error(struct serve *s, uint64_t index, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int emit_error(struct serve *s, uint64_t index, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(msg))
+        n = sizeof(msg) - 1;
+    return emit(s, index, PARD_REC_ERROR, msg, (size_t)n);
+}
+
+/* Run one task and emit its record. */
+static int run_task(struct serve *s, uint64_t index, const void *in, size_t len)
+{
+    struct pard_out *out = &s->w->out;
+    out->len = 0;
+    out->failed = false;
+    out->index = index;
+    if (s->timed) {
+        atomic_store_explicit(&s->lane.ctl->current, index, memory_order_relaxed);
+        atomic_store_explicit(&s->lane.ctl->started_ns, pard_now_ns(), memory_order_release);
+    }
+    int rc = s->fn(s->w->ctx, in, len, out);
+    if (rc != 0 && !out->failed) {
+        out->len = 0;
+        out_reserve(out, 64);
+        out->len = (size_t)snprintf((char *)out->buf, out->cap, "the function returned %d", rc);
+        out->failed = true;
+    }
+    uint64_t limit = s->lane.output.capacity / 2;
+    if (out->len + sizeof(struct pard_record) > limit)
+        return emit_error(s, index,
+                          "output of %zu bytes exceeds the lane's limit of %llu bytes (raise the "
+                          "job's output arena)",
+                          out->len, (unsigned long long)(limit - sizeof(struct pard_record)));
+    return emit(s, index, out->failed ? PARD_REC_ERROR : PARD_REC_OK, out->buf, out->len);
+}
+
+/* Run one batch: lease it, run each task, push the results, clear the lease. */
+static int run_batch(struct serve *s, const struct pard_task_desc *d)
+{
+    struct pard_lane_ctl *ctl = s->lane.ctl;
+    ctl->lease = *d;
+    atomic_store_explicit(&ctl->current, d->first, memory_order_relaxed);
+    atomic_store_explicit(&ctl->started_ns, pard_now_ns(), memory_order_relaxed);
+    /* Release: the lease's contents are visible to whoever sees leased. */
+    atomic_store_explicit(&ctl->leased, 1, memory_order_release);
+
+    const void *base = pard_arena_read(&s->job.input, d->off, d->len);
+    struct pard_records it;
+    pard_records_init(&it, base, base ? d->len : 0);
+    uint64_t window = s->job.geo.window;
+    int rc = 0;
+    for (uint32_t k = 0; k < d->count && rc == 0; k++) {
+        uint64_t index = d->first + k;
+        struct pard_record rec;
+        const void *payload = NULL;
+        int got = base ? pard_records_next(&it, &rec, &payload) : -PARD_ECORRUPT;
+        if (d->attempt > 0 &&
+            atomic_load_explicit(&s->job.done[index & (window - 1)], memory_order_acquire) ==
+                index + 1) {
+            rc = emit(s, index, PARD_REC_SKIPPED, NULL, 0); /* delivered meanwhile */
+            continue;
+        }
+        if (got != 1)
+            rc = emit_error(s, index, "the task's input is missing or corrupted in shared memory");
+        else
+            rc = run_task(s, index, payload, rec.len);
+    }
+    if (rc == 0)
+        rc = flush_span(s);
+    atomic_fetch_add_explicit(&ctl->tasks_done, d->count, memory_order_relaxed);
+    /* Release: our result pushes come before the lease is seen cleared. */
+    atomic_store_explicit(&ctl->leased, 0, memory_order_release);
+    return rc;
+}
+
+static pard_task_fn find_fn(const struct worker *w, const char *name)
+{
+    for (size_t i = 0; i < w->nfns; i++)
+        if (strcmp(w->fns[i].name, name) == 0)
+            return w->fns[i].fn;
+    return NULL;
+}
+
+/*
+ * Serve the job of an attach message until it ends, our lane is taken
+ * away, or the daemon is gone. Consumes job_fd.
+ */
+static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_fd)
+{
+    struct serve s = {.w = w, .job_id = a->job_id, .lane_index = a->lane, .mode = a->wait_mode};
+    s.timed = a->timeout_ms > 0;
+    s.fn = find_fn(w, a->function);
+    int rc = pard_job_attach(&s.job, job_fd);
+    close(job_fd);
+    if (rc != 0)
+        return pard__set_error(w->c, rc, "cannot attach to job %llu: %s",
+                               (unsigned long long)a->job_id, pard_strerror(rc));
+    rc = pard_job_lane(&s.job, a->lane, &s.lane);
+    if (rc != 0 || s.fn == NULL) {
+        pard_job_close(&s.job);
+        return pard__set_error(w->c, rc ? rc : -PARD_ENOFUNC,
+                               "job %llu: bad lane %u or function %s",
+                               (unsigned long long)a->job_id, a->lane, a->function);
+    }
+    atomic_store(&crash_lane, s.lane.ctl);
+    rc = 0;
+    while (still_serving(&s)) {
+        struct pard_task_desc d;
+        int n = pard_ring_mpmc_pop(&s.job.tasks, &d);
+        if (n < 0) {
+            rc = n; /* a corrupted task ring: leave this job */
+            break;
+        }
+        if (n == 1) {
+            rc = run_batch(&s, &d);
+            if (rc != 0)
+                break;
+            continue;
+        }
+        if (pard_wait_until(&s.job.tasks.hdr->not_empty, s.mode, tasks_or_leave, &s,
+                            pard_now_ns() + PARD__SLICE_NS) == -ETIMEDOUT &&
+            (rc = pard__daemon_alive(w->c)) != 0)
+            break;
+    }
+    atomic_store(&crash_lane, NULL);
+    pard_job_close(&s.job);
+    return rc == -PARD_ECANCELED ? 0 : rc;
+}
+
+/* ----------------------------------------------------------------------
+ * The loop
+ * ---------------------------------------------------------------------- */
+
+int pard_worker_run(const struct pard_function *fns, size_t nfns,
+                    const struct pard_worker_opts *opts)
+{
+    static const struct pard_worker_opts defaults;
+    if (!opts)
+        opts = &defaults;
+    if (nfns == 0 || nfns > PARD_FUNCTIONS_MAX)
+        return pard__set_error(NULL, -EINVAL, "a worker serves 1 to %d functions",
+                               PARD_FUNCTIONS_MAX);
+    for (size_t i = 0; i < nfns; i++)
+        if (!fns[i].fn || !pard_name_valid(fns[i].name))
+            return pard__set_error(NULL, -EINVAL,
+                                   "function name '%s' is not valid ([A-Za-z0-9_.-], 1-63 bytes)",
+                                   fns[i].name ? fns[i].name : "(null)");
+    struct worker w = {.fns = fns, .nfns = nfns};
+    if (opts->init && opts->init(&w.ctx, opts->arg) != 0)
+        return pard__set_error(NULL, -ECANCELED, "the worker's initializer failed");
+    int rc = pard__connect(&w.c, opts->socket_path, PARD_ROLE_WORKER, opts->name);
+    if (rc != 0)
+        goto out;
+    install_crash_handlers();
+    struct pard_msg *m = w.c->msg;
+    pard_msg_init(m, PARD_MSG_REGISTER);
+    m->reg.nfunctions = (uint32_t)nfns;
+    for (size_t i = 0; i < nfns; i++)
+        snprintf(m->reg.functions[i], sizeof(m->reg.functions[i]), "%s", fns[i].name);
+    if ((rc = pard__send(w.c, m, -1)) != 0)
+        goto out;
+    for (;;) {
+        int fd = -1;
+        rc = pard__recv(w.c, -1, &fd);
+        if (rc != 0)
+            break;
+        if (m->type == PARD_MSG_ATTACH && fd >= 0) {
+            struct pard_msg_attach a = m->attach;
+            rc = serve_job(&w, &a, fd);
+            if (rc == -PARD_EDAEMON)
+                break;
+            /* A job also ends when the daemon shuts down: then its notice
+             * is already waiting, and leaving is a clean end. */
+            if (pard__recv(w.c, 0, &fd) == 0) {
+                if (fd >= 0)
+                    close(fd);
+                if (m->type == PARD_MSG_ERROR && m->error.code == -PARD_EDAEMON) {
+                    rc = 0;
+                    break;
+                }
+            }
+            /* Tell the daemon we are free for the next job. */
+            pard_msg_init(m, PARD_MSG_DETACHED);
+            m->detached.job_id = a.job_id;
+            if ((rc = pard__send(w.c, m, -1)) != 0)
+                break;
+        } else if (m->type == PARD_MSG_DETACH) {
+            /* A detach for a job we already left: nothing to do. */
+        } else if (m->type == PARD_MSG_ERROR) {
+            if (m->error.code == -PARD_EDAEMON) {
+                rc = 0; /* the daemon is shutting down: a clean end */
+                break;
+            }
+            rc = pard__set_error(w.c, m->error.code, "pard: %s", m->error.message);
+            break;
+        } else if (fd >= 0) {
+            close(fd);
+        }
+    }
+out:
+    if (opts->fini)
+        opts->fini(w.ctx);
+    free(w.out.buf);
+    pard_disconnect(w.c);
+    return rc;
+}
+
+int pard_worker_main(int argc, char **argv, const struct pard_function *fns, size_t nfns,
+                     const struct pard_worker_opts *opts)
+{
+    struct pard_worker_opts o = {0};
+    if (opts)
+        o = *opts;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
+            o.socket_path = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0) {
+            printf("usage: %s [--socket PATH]\n"
+                   "A pard worker. Connects to the pard daemon (--socket, else $PARD_SOCKET,\n"
+                   "else $XDG_RUNTIME_DIR/pard.sock, else /tmp/pard-$UID/pard.sock) and\n"
+                   "serves these functions until the daemon stops:\n",
+                   argv[0]);
+            for (size_t k = 0; k < nfns; k++)
+                printf("  %s\n", fns[k].name);
+            return 0;
+        } else {
+            fprintf(stderr, "%s: unknown argument '%s' (try --help)\n", argv[0], argv[i]);
+            return 2;
+        }
+    }
+    if (!o.name) {
+        const char *slash = argv[0] ? strrchr(argv[0], '/') : NULL;
+        o.name = slash ? slash + 1 : argv[0];
+    }
+    int rc = pard_worker_run(fns, nfns, &o);
+    if (rc != 0) {
+        fprintf(stderr, "%s: %s\n", argv[0],
+                *pard_last_error() ? pard_last_error() : pard_strerror(rc));
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,390 @@
+/*
+ * test_pard.c — end to end: a real pard, real example workers, libpard's
+ * map, and real kill -9 of workers and of the daemon.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "helpers.h"
+#include "pard/pard.h"
+#include "pard/proto.h"
+
+/* ---- helpers ---------------------------------------------------------- */
+
+/* Ask the daemon for its stats (over a control connection). */
+static void get_stats(struct test_daemon *d, struct pard_msg_stats_reply *out)
+{
+    struct pard_client *c;
+    cr_assert_eq(pard_connect_control(&c, d->socket), 0, "%s", pard_last_error());
+    struct pard_msg *m = malloc(sizeof(*m));
+    struct pard_frame_reader r;
+    pard_frame_reader_init(&r, 0);
+    pard_msg_init(m, PARD_MSG_STATS);
+    cr_assert_eq(pard_sock_send_msg(pard_client_fd(c), m, -1), 0);
+    cr_assert_eq(pard_sock_recv_msg(pard_client_fd(c), &r, m, 5000, NULL), 0);
+    cr_assert_eq(m->type, PARD_MSG_STATS_REPLY);
+    *out = m->stats_reply;
+    pard_frame_reader_destroy(&r);
+    free(m);
+    pard_disconnect(c);
+}
+
+/* Wait until `n` workers are registered (10 s at most). */
+static void wait_workers(struct test_daemon *d, uint64_t n)
+{
+    struct pard_msg_stats_reply s;
+    for (int i = 0; i < 1000; i++) {
+        get_stats(d, &s);
+        if (s.workers >= n)
+            return;
+        usleep(10000);
+    }
+    cr_assert_fail("only %llu of %llu workers registered", (unsigned long long)s.workers,
+                   (unsigned long long)n);
+}
+
+/* Inputs: decimal numbers 0 .. n-1 (or a fixed string for every task). */
+struct inputs {
+    uint64_t n;
+    const char *fixed;
+    char buf[32];
+};
+
+static int next_number(void *arg, uint64_t index, const void **data, size_t *len)
+{
+    struct inputs *in = arg;
+    if (index >= in->n)
+        return 0;
+    if (in->fixed) {
+        *data = in->fixed;
+        *len = strlen(in->fixed);
+        return 1;
+    }
+    *len = (size_t)snprintf(in->buf, sizeof(in->buf), "%llu", (unsigned long long)index);
+    *data = in->buf;
+    return 1;
+}
+
+/* Results: how often each index came, and whether it was right. */
+struct tally {
+    struct inputs in;
+    uint32_t *seen;       /* per index */
+    uint64_t next_index;  /* ordered check */
+    bool ordered;         /* expect indices in order */
+    uint64_t out_of_order;
+    uint64_t wrong;
+    uint64_t errors;
+    int last_status;
+    char last_message[512];
+    _Atomic uint64_t delivered;
+};
+
+static void tally_init(struct tally *t, uint64_t n, bool ordered)
+{
+    memset(t, 0, sizeof(*t));
+    t->in.n = n;
+    t->seen = calloc(n ? n : 1, sizeof(uint32_t));
+    t->ordered = ordered;
+}
+
+static int check_square(void *arg, const struct pard_result *r)
+{
+    struct tally *t = arg;
+    cr_assert_lt(r->index, t->in.n);
+    t->seen[r->index]++;
+    if (t->ordered && r->index != t->next_index)
+        t->out_of_order++;
+    t->next_index = r->index + 1;
+    if (r->status != 0) {
+        t->errors++;
+        t->last_status = r->status;
+        snprintf(t->last_message, sizeof(t->last_message), "%.*s", (int)r->len,
+                 (const char *)r->data);
+    } else if (!t->in.fixed) {
+        char want[32];
+        int n = snprintf(want, sizeof(want), "%llu",
+                         (unsigned long long)(r->index * r->index));
+        if (r->len != (size_t)n || memcmp(r->data, want, (size_t)n) != 0)
+            t->wrong++;
+    }
+    atomic_fetch_add(&t->delivered, 1);
+    return 0;
+}
+
+static void assert_each_once(struct tally *t)
+{
+    for (uint64_t i = 0; i < t->in.n; i++)
+        cr_assert_eq(t->seen[i], 1, "task %llu delivered %u times", (unsigned long long)i,
+                     t->seen[i]);
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+Test(pard, maps_100000_tasks_with_results_in_order, .timeout = 120)
+{
+    struct test_daemon d;
+    test_daemon_start(&d);
+    test_worker_start(&d);
+    test_worker_start(&d);
+    wait_workers(&d, 2);
+    struct pard_client *c;
+    cr_assert_eq(pard_connect(&c, d.socket), 0, "%s", pard_last_error());
+    struct tally t;
+    tally_init(&t, 100000, true);
+    struct pard_map_stats st;
+    int rc = pard_map(c, "square", next_number, check_square, &t, NULL, &st);
+    cr_assert_eq(rc, 0, "map failed: %s", pard_last_error());
+    cr_assert_eq(st.tasks, 100000);
+    cr_assert_eq(t.out_of_order, 0);
+    cr_assert_eq(t.wrong, 0);
+    cr_assert_eq(t.errors, 0);
+    assert_each_once(&t);
+    /* The same client maps again: jobs are independent. */
+    tally_init(&t, 1000, true);
+    struct pard_map_opts opts = {.unordered = true, .batch = 16};
+    t.ordered = false;
+    cr_assert_eq(pard_map(c, "square", next_number, check_square, &t, &opts, NULL), 0);
+    cr_assert_eq(t.wrong, 0);
+    assert_each_once(&t);
+    pard_disconnect(c);
+    test_daemon_stop(&d);
+}
+
+Test(pard, reports_a_failing_task_with_its_message_and_goes_on, .timeout = 60)
+{
+    struct test_daemon d;
+    test_daemon_start(&d);
+    test_worker_start(&d);
+    wait_workers(&d, 1);
+    struct pard_client *c;
+    cr_assert_eq(pard_connect(&c, d.socket), 0);
+    struct tally t;
+    tally_init(&t, 5, true);
+    t.in.fixed = "boom";
+    cr_assert_eq(pard_map(c, "fail", next_number, check_square, &t, NULL, NULL), 0);
+    cr_assert_eq(t.errors, 5);
+    cr_assert_eq(t.last_status, -PARD_ETASK);
+    cr_assert(strstr(t.last_message, "asked to fail on input 'boom'"), "message: %s",
+              t.last_message);
+    assert_each_once(&t);
+    pard_disconnect(c);
+    test_daemon_stop(&d);
+}
+
+Test(pard, refuses_an_unknown_function_with_a_clear_error, .timeout = 30)
+{
+    struct test_daemon d;
+    test_daemon_start(&d);
+    test_worker_start(&d);
+    wait_workers(&d, 1);
+    struct pard_client *c;
+    cr_assert_eq(pard_connect(&c, d.socket), 0);
+    struct tally t;
+    tally_init(&t, 3, true);
+    int rc = pard_map(c, "no_such_function", next_number, check_square, &t, NULL, NULL);
+    cr_assert_eq(rc, -PARD_ENOFUNC, "got %d: %s", rc, pard_last_error());
+    cr_assert(strstr(pard_last_error(), "no_such_function"), "message: %s", pard_last_error());
+    pard_disconnect(c);
+    test_daemon_stop(&d);
+}
+
+/* kill -9 one worker after `after` results. */
+struct killer {
+    struct tally *t;
+    pid_t victim;
+    uint64_t after;
+    bool killed;
+};
+
+static void *kill_when(void *arg)
+{
+    struct killer *k = arg;
+    while (atomic_load(&k->t->delivered) < k->after)
+        usleep(1000);
+    kill(k->victim, SIGKILL);
+    k->killed = true;
+    return NULL;
+}
+
+Test(pard, completes_a_job_exactly_once_when_a_worker_is_killed, .timeout = 120)
+{
+    struct test_daemon d;
+    test_daemon_start(&d);
+    pid_t victim = test_worker_start(&d);
+    test_worker_start(&d);
+    test_worker_start(&d);
+    wait_workers(&d, 3);
+    struct pard_client *c;
+    cr_assert_eq(pard_connect(&c, d.socket), 0);
+    struct tally t;
+    tally_init(&t, 4000, true);
+    t.in.fixed = "300"; /* sleep_us 300: the victim dies holding a batch */
+    struct killer k = {.t = &t, .victim = victim, .after = 1000};
+    pthread_t th;
+    pthread_create(&th, NULL, kill_when, &k);
+    struct pard_map_opts opts = {.batch = 4};
+    struct pard_map_stats st;
+    int rc = pard_map(c, "sleep_us", next_number, check_square, &t, &opts, &st);
+    pthread_join(th, NULL);
+    cr_assert(k.killed);
+    cr_assert_eq(rc, 0, "map failed: %s", pard_last_error());
+    cr_assert_eq(t.errors, 0, "a task failed: %s", t.last_message);
+    cr_assert_eq(t.out_of_order, 0);
+    assert_each_once(&t);
+    cr_log_info("re-queued %llu tasks, dropped %llu duplicates",
+                (unsigned long long)st.requeued, (unsigned long long)st.dropped);
+    pard_disconnect(c);
+    test_daemon_stop(&d);
+}
+
+Test(pard, fails_the_task_that_crashes_its_worker_and_goes_on, .timeout = 60)
+{
+    struct test_daemon d;
+    char *spawn[] = {"--spawn", "2", "--worker", TEST_WORKER, NULL};
+    test_daemon_start_args(&d, spawn);
+    wait_workers(&d, 2);
+    struct pard_client *c;
+    cr_assert_eq(pard_connect(&c, d.socket), 0);
+    struct tally t;
+    tally_init(&t, 1, true);
+    cr_assert_eq(pard_map(c, "crash", next_number, check_square, &t, NULL, NULL), 0,
+                 "%s", pard_last_error());
+    cr_assert_eq(t.errors, 1);
+    cr_assert_eq(t.last_status, -PARD_EWORKERDIED);
+    cr_assert(strstr(t.last_message, "SIGABRT") || strstr(t.last_message, "ABRT"),
+              "message: %s", t.last_message);
+    /* The daemon replaces the worker; the next job runs normally. */
+    wait_workers(&d, 2);
+    tally_init(&t, 100, true);
+    cr_assert_eq(pard_map(c, "square", next_number, check_square, &t, NULL, NULL), 0,
+                 "%s", pard_last_error());
+    cr_assert_eq(t.wrong + t.errors, 0);
+    assert_each_once(&t);
+    pard_disconnect(c);
+    test_daemon_stop(&d);
+}
+
+Test(pard, times_out_a_hung_task_and_replaces_its_worker, .timeout = 60)
+{
+    struct test_daemon d;
+    char *spawn[] = {"--spawn", "1", "--worker", TEST_WORKER, NULL};
+    test_daemon_start_args(&d, spawn);
+    wait_workers(&d, 1);
+    struct pard_client *c;
+    cr_assert_eq(pard_connect(&c, d.socket), 0);
+    struct tally t;
+    tally_init(&t, 1, true);
+    t.in.fixed = "30000000"; /* 30 s */
+    struct pard_map_opts opts = {.timeout_ms = 300};
+    cr_assert_eq(pard_map(c, "sleep_us", next_number, check_square, &t, &opts, NULL), 0,
+                 "%s", pard_last_error());
+    cr_assert_eq(t.errors, 1);
+    cr_assert_eq(t.last_status, -PARD_ETASKTIMEOUT, "status %d: %s", t.last_status,
+                 t.last_message);
+    cr_assert(strstr(t.last_message, "300 ms"), "message: %s", t.last_message);
+    wait_workers(&d, 1);
+    tally_init(&t, 10, true);
+    cr_assert_eq(pard_map(c, "square", next_number, check_square, &t, NULL, NULL), 0);
+    cr_assert_eq(t.wrong + t.errors, 0);
+    pard_disconnect(c);
+    test_daemon_stop(&d);
+}
+
+/* The daemon dies while the map waits for a long task. */
+struct daemon_killer {
+    pid_t pid;
+    int64_t killed_at;
+};
+
+static void *kill_daemon(void *arg)
+{
+    struct daemon_killer *k = arg;
+    usleep(300000);
+    k->killed_at = pard_now_ns();
+    kill(k->pid, SIGKILL);
+    return NULL;
+}
+
+Test(pard, returns_a_clear_error_when_the_daemon_is_killed, .timeout = 60)
+{
+    struct test_daemon d;
+    test_daemon_start(&d);
+    test_worker_start(&d);
+    wait_workers(&d, 1);
+    struct pard_client *c;
+    cr_assert_eq(pard_connect(&c, d.socket), 0);
+    struct tally t;
+    tally_init(&t, 1, true);
+    t.in.fixed = "20000000"; /* 20 s: the map is blocked when the daemon dies */
+    struct daemon_killer k = {.pid = d.pid};
+    pthread_t th;
+    pthread_create(&th, NULL, kill_daemon, &k);
+    int rc = pard_map(c, "sleep_us", next_number, check_square, &t, NULL, NULL);
+    int64_t returned_at = pard_now_ns();
+    pthread_join(th, NULL);
+    int status;
+    waitpid(d.pid, &status, 0);
+    d.pid = 0;
+    cr_assert_eq(rc, -PARD_EDAEMON, "got %d: %s", rc, pard_last_error());
+    cr_assert(strstr(pard_last_error(), "daemon"), "message: %s", pard_last_error());
+    /* "Within a second" is the promise; the test only checks it returned
+     * after the kill, the figure is logged (tests never assert speed). */
+    cr_assert_geq(returned_at, k.killed_at);
+    cr_log_info("map returned %.0f ms after the daemon was killed",
+                (double)(returned_at - k.killed_at) / 1e6);
+    pard_disconnect(c);
+    /* A new daemon starts on the same socket (the old one left it stale). */
+    char *argv[] = {TEST_PARD, "--socket", d.socket, "--log-level", "warn", NULL};
+    d.pid = test_spawn(argv);
+    struct pard_msg_stats_reply s;
+    for (int i = 0; i < 500; i++) {
+        if (pard_connect_control(&c, d.socket) == 0) {
+            pard_disconnect(c);
+            break;
+        }
+        usleep(10000);
+    }
+    get_stats(&d, &s);
+    cr_assert_eq(s.pid, (uint32_t)d.pid, "the new daemon answers");
+    test_daemon_stop(&d);
+}
+
+Test(pard, maps_lines_with_parctl_and_reports_failures, .timeout = 60)
+{
+    struct test_daemon d;
+    test_daemon_start(&d);
+    test_worker_start(&d);
+    wait_workers(&d, 1);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "printf '1\\n2\\nx\\n4\\n' | %s --socket %s map square >%s/out 2>%s/err; echo $? "
+             ">%s/rc",
+             TEST_PARCTL, d.socket, d.dir, d.dir, d.dir);
+    cr_assert_eq(system(cmd), 0);
+    char path[256], buf[256] = {0};
+    snprintf(path, sizeof(path), "%s/out", d.dir);
+    FILE *f = fopen(path, "r");
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cr_assert_str_eq(buf, "1\n4\n\n16\n", "stdout was: %s", buf);
+    snprintf(path, sizeof(path), "%s/err", d.dir);
+    f = fopen(path, "r");
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cr_assert(strstr(buf, "task 2: square: 'x' is not a decimal integer"), "stderr: %s", buf);
+    snprintf(path, sizeof(path), "%s/rc", d.dir);
+    f = fopen(path, "r");
+    int rc = -1;
+    cr_assert_eq(fscanf(f, "%d", &rc), 1);
+    fclose(f);
+    cr_assert_eq(rc, 1, "a failed task makes the exit status non-zero");
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/out", d.dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/err", d.dir);
+    unlink(path);
+    test_daemon_stop(&d);
+}
