@@ -36,6 +36,8 @@ static void usage(FILE *to)
             "  jobs                    running jobs and their progress\n"
             "  cancel JOB              cancel a running job\n"
             "  shutdown                stop the daemon (workers and jobs are told)\n"
+            "  wait [N] [--timeout S]  wait until the daemon answers with at least N workers\n"
+            "                          (default 1) registered; exit 1 after S seconds (10)\n"
             "  map [OPTIONS] FUNCTION [FILE]\n"
             "                          run FUNCTION on each line of FILE (default: standard\n"
             "                          input); print one output line per input line, in input\n"
@@ -221,6 +223,54 @@ static int cmd_jobs(void)
     return rc;
 }
 
+static int parse_u32(const char *s, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || end == s || v > UINT32_MAX)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* Wait for the daemon to come up with at least `want` workers. */
+static int cmd_wait(int argc, char **argv)
+{
+    uint32_t want = 1, timeout_s = 10;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+            if (parse_u32(argv[++i], &timeout_s) != 0)
+                return die_usage("--timeout wants seconds, not '%s'", argv[i]);
+        } else if (parse_u32(argv[i], &want) != 0) {
+            return die_usage("wait wants a number of workers, not '%s'", argv[i]);
+        }
+    }
+    int64_t deadline = pard_now_ns() + (int64_t)timeout_s * 1000000000;
+    uint64_t have = 0;
+    do {
+        struct pard_client *client;
+        if (pard_connect_control(&client, socket_path) == 0) {
+            struct control c = {.fd = dup(pard_client_fd(client))};
+            pard_disconnect(client);
+            c.msg = calloc(1, sizeof(*c.msg));
+            pard_frame_reader_init(&c.reader, PARD_FRAME_MAX_LIMIT);
+            pard_msg_init(c.msg, PARD_MSG_STATS);
+            if (pard_sock_send_msg(c.fd, c.msg, -1) == 0 &&
+                pard_sock_recv_msg(c.fd, &c.reader, c.msg, 2000, NULL) == 0 &&
+                c.msg->type == PARD_MSG_STATS_REPLY)
+                have = c.msg->stats_reply.workers;
+            control_close(&c);
+            if (have >= want)
+                return 0;
+        }
+        usleep(20000);
+    } while (pard_now_ns() < deadline);
+    fprintf(stderr, "parctl: %llu of %u workers after %u s\n", (unsigned long long)have, want,
+            timeout_s);
+    return 1;
+}
+
 static int cmd_simple(enum pard_msg_type type, uint64_t job_id, const char *done)
 {
     struct control c = {.fd = -1};
@@ -287,16 +337,6 @@ static void on_interrupt(int sig)
         pard_cancel(map_client);
 }
 
-static int parse_u32(const char *s, uint32_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || *end || end == s || v > UINT32_MAX)
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
-}
 
 static int cmd_map(int argc, char **argv)
 {
@@ -419,5 +459,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "map") == 0)
         return cmd_map(rest, args);
+    if (strcmp(cmd, "wait") == 0)
+        return cmd_wait(rest, args);
     return die_usage("unknown command '%s'", cmd);
 }
