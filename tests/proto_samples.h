@@ -14,7 +14,8 @@
 /* A valid name of exactly `len` bytes (1 .. PARD_NAME_MAX), tagged by i. */
 static inline void sample_name(char *dst, size_t len, unsigned i)
 {
-    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-";
+    static const char alphabet[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-";
     for (size_t k = 0; k < len; k++)
         dst[k] = alphabet[(i * 7 + k) % (sizeof(alphabet) - 1)];
     dst[len] = 0;

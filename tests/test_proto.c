@@ -387,8 +387,8 @@ Test(proto_msg, largest_messages_fit_their_frame_limits, .timeout = 10)
 
     /* Everything a client sends fits the daemon's default limit. */
     static const enum pard_msg_type from_clients[] = {
-        PARD_MSG_HELLO,  PARD_MSG_ERROR,  PARD_MSG_OK,          PARD_MSG_REGISTER,
-        PARD_MSG_SUBMIT, PARD_MSG_DETACHED, PARD_MSG_JOB_END,   PARD_MSG_CANCEL,
+        PARD_MSG_HELLO,  PARD_MSG_ERROR,        PARD_MSG_OK,        PARD_MSG_REGISTER,
+        PARD_MSG_SUBMIT, PARD_MSG_DETACHED,     PARD_MSG_JOB_END,   PARD_MSG_CANCEL,
         PARD_MSG_STATS,  PARD_MSG_LIST_WORKERS, PARD_MSG_LIST_JOBS, PARD_MSG_SHUTDOWN,
     };
     for (size_t i = 0; i < sizeof(from_clients) / sizeof(from_clients[0]); i++) {
@@ -758,9 +758,9 @@ Test(proto_msg, accepts_integer_rates_and_float32, .timeout = 10)
     struct body b;
     body_begin(&b, 14);
     put_header(&b, "stats_reply", 1);
-    static const char *const keys[] = {"workers",  "idle_workers",  "jobs",      "tasks_done",
-                                       "requeues", "worker_deaths", "shm_bytes", "uptime_ms",
-                                       "timeouts", "pid"};
+    static const char *const keys[] = {
+        "workers",       "idle_workers", "jobs",      "tasks_done", "requeues",
+        "worker_deaths", "shm_bytes",    "uptime_ms", "timeouts",   "pid"};
     for (size_t i = 0; i < 10; i++)
         kv_uint(&b, keys[i], i);
     kv_str(&b, "version_string", "x");
@@ -891,8 +891,8 @@ Test(proto_msg, refuses_every_truncation_of_every_message, .timeout = 30)
             uint8_t *part = malloc(cut ? cut : 1);
             memcpy(part, body, cut);
             int rc = pard_msg_decode(part, cut, out);
-            EXPECT(rc == -PARD_EPROTO, "%s cut at %zu of %zu: %d", pard_msg_type_name(t), cut,
-                   blen, rc);
+            EXPECT(rc == -PARD_EPROTO, "%s cut at %zu of %zu: %d", pard_msg_type_name(t), cut, blen,
+                   rc);
             free(part);
         }
         free(frame);
@@ -989,8 +989,7 @@ Test(proto_msg, survives_random_garbage_and_mutated_messages, .timeout = 60)
         size_t len;
         if (round & 1) {
             /* A valid message with a few bytes changed, cut or not. */
-            sample_msg(sample, (enum pard_msg_type)(1 + rand_r(&seed) % (PARD_MSG__COUNT - 1)),
-                       0);
+            sample_msg(sample, (enum pard_msg_type)(1 + rand_r(&seed) % (PARD_MSG__COUNT - 1)), 0);
             EXPECT(pard_msg_encode(sample, buf, sizeof(buf), &len) == 0, "sample");
             for (int k = 1 + rand_r(&seed) % 4; k > 0; k--)
                 buf[rand_r(&seed) % len] = (uint8_t)rand_r(&seed);

@@ -89,8 +89,8 @@ static int skim_object(struct skim *s, unsigned depth)
         switch (b) {
         case 0xc1:
             return -PARD_EPROTO; /* never used */
-        case 0xc4: /* bin 8/16/32 */
-        case 0xd9: /* str 8/16/32 */
+        case 0xc4:               /* bin 8/16/32 */
+        case 0xd9:               /* str 8/16/32 */
             if ((rc = take_len(s, 1, &n)) != 0)
                 return rc;
             return take(s, n, NULL);

@@ -112,20 +112,34 @@ int main(int argc, char **argv)
 
     /* Another version: decodes (header only) so the daemon can refuse it. */
     body_begin(4);
-    str("type"), str("hello");
-    str("v"), msgpack_pack_uint8(&pk, 2);
-    str("role"), str("observer");
-    str("pid"), msgpack_pack_uint32(&pk, 7);
+    str("type");
+    str("hello");
+    str("v");
+    msgpack_pack_uint8(&pk, 2);
+    str("role");
+    str("observer");
+    str("pid");
+    msgpack_pack_uint32(&pk, 7);
     body_write("valid-hello-version-2");
 
     /* Unknown keys of every msgpack kind. */
     body_begin(5);
-    str("type"), str("ok");
-    str("v"), msgpack_pack_uint8(&pk, 1);
-    str("f_bin"), msgpack_pack_bin(&pk, 2), msgpack_pack_bin_body(&pk, "\x00\x01", 2);
-    str("f_ext"), msgpack_pack_ext(&pk, 4, 1), msgpack_pack_ext_body(&pk, "abcd", 4);
-    str("f_nest"), msgpack_pack_map(&pk, 1), str("a"), msgpack_pack_array(&pk, 2),
-        msgpack_pack_true(&pk), msgpack_pack_float(&pk, 1.5f);
+    str("type");
+    str("ok");
+    str("v");
+    msgpack_pack_uint8(&pk, 1);
+    str("f_bin");
+    msgpack_pack_bin(&pk, 2);
+    msgpack_pack_bin_body(&pk, "\x00\x01", 2);
+    str("f_ext");
+    msgpack_pack_ext(&pk, 4, 1);
+    msgpack_pack_ext_body(&pk, "abcd", 4);
+    str("f_nest");
+    msgpack_pack_map(&pk, 1);
+    str("a");
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_true(&pk);
+    msgpack_pack_float(&pk, 1.5f);
     body_write("valid-ok-unknown-keys");
 
     /* ---- malformed ---- */
@@ -144,17 +158,20 @@ int main(int argc, char **argv)
     write_file("bad-huge-map-header", huge_map, sizeof(huge_map));
     static const uint8_t huge_arr[] = {0, 0, 0, 8, 0x81, 0xa1, 'x', 0xdd, 0x7f, 0xff, 0xff, 0xff};
     write_file("bad-huge-array-header", huge_arr, sizeof(huge_arr));
-    static const uint8_t huge_str[] = {0, 0, 0, 9, 0x81, 0xa1, 'x', 0xdb, 0xff, 0xff, 0xff, 0xff, 'a'};
+    static const uint8_t huge_str[] = {0,    0,    0,    9,    0x81, 0xa1, 'x',
+                                       0xdb, 0xff, 0xff, 0xff, 0xff, 'a'};
     write_file("bad-huge-string-header", huge_str, sizeof(huge_str));
     static const uint8_t reserved[] = {0, 0, 0, 3, 0x81, 0xc1, 0xc1};
     write_file("bad-reserved-byte", reserved, sizeof(reserved));
-    static const uint8_t garbage[] = {0, 0, 0, 12, 0xde, 0xad, 0xbe, 0xef, 0x13, 0x37,
-                                      0xca, 0xfe, 0xba, 0xbe, 0x00, 0xff};
+    static const uint8_t garbage[] = {0,    0,    0,    12,   0xde, 0xad, 0xbe, 0xef,
+                                      0x13, 0x37, 0xca, 0xfe, 0xba, 0xbe, 0x00, 0xff};
     write_file("bad-garbage", garbage, sizeof(garbage));
 
     uint8_t deep[4 + 64];
     size_t d = 4;
-    deep[d++] = 0x81, deep[d++] = 0xa1, deep[d++] = 'x';
+    deep[d++] = 0x81;
+    deep[d++] = 0xa1;
+    deep[d++] = 'x';
     while (d < sizeof(deep) - 1)
         deep[d++] = 0x91;
     deep[d++] = 0xc0;
@@ -162,57 +179,83 @@ int main(int argc, char **argv)
     write_file("bad-deep-nesting", deep, d);
 
     body_begin((size_t)-1);
-    msgpack_pack_array(&pk, 2), str("type"), str("ok");
+    msgpack_pack_array(&pk, 2);
+    str("type");
+    str("ok");
     body_write("bad-not-a-map");
 
     body_begin(1);
-    str("v"), msgpack_pack_uint8(&pk, 1);
+    str("v");
+    msgpack_pack_uint8(&pk, 1);
     body_write("bad-no-type");
 
     body_begin(2);
-    str("type"), str("reboot");
-    str("v"), msgpack_pack_uint8(&pk, 1);
+    str("type");
+    str("reboot");
+    str("v");
+    msgpack_pack_uint8(&pk, 1);
     body_write("bad-unknown-type");
 
     body_begin(3);
-    str("type"), str("cancel");
-    str("v"), msgpack_pack_uint8(&pk, 1);
-    str("job_id"), str("seven");
+    str("type");
+    str("cancel");
+    str("v");
+    msgpack_pack_uint8(&pk, 1);
+    str("job_id");
+    str("seven");
     body_write("bad-wrong-type");
 
     body_begin(4);
-    str("type"), str("cancel");
-    str("v"), msgpack_pack_uint8(&pk, 1);
-    str("job_id"), msgpack_pack_uint8(&pk, 1);
-    str("job_id"), msgpack_pack_uint8(&pk, 2);
+    str("type");
+    str("cancel");
+    str("v");
+    msgpack_pack_uint8(&pk, 1);
+    str("job_id");
+    msgpack_pack_uint8(&pk, 1);
+    str("job_id");
+    msgpack_pack_uint8(&pk, 2);
     body_write("bad-duplicate-key");
 
     body_begin(3);
-    str("type"), str("submit");
-    str("v"), msgpack_pack_uint8(&pk, 1);
-    str("function"), str("rm -rf /");
+    str("type");
+    str("submit");
+    str("v");
+    msgpack_pack_uint8(&pk, 1);
+    str("function");
+    str("rm -rf /");
     body_write("bad-name-characters");
 
     char longname[PARD_NAME_MAX + 2];
     memset(longname, 'n', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = 0;
     body_begin(3);
-    str("type"), str("submit");
-    str("v"), msgpack_pack_uint8(&pk, 1);
-    str("function"), str(longname);
+    str("type");
+    str("submit");
+    str("v");
+    msgpack_pack_uint8(&pk, 1);
+    str("function");
+    str(longname);
     body_write("bad-name-too-long");
 
     body_begin(4);
-    str("type"), str("error");
-    str("v"), msgpack_pack_uint8(&pk, 1);
-    str("code"), msgpack_pack_int8(&pk, -1);
-    str("message"), msgpack_pack_str(&pk, 3), msgpack_pack_str_body(&pk, "a\0b", 3);
+    str("type");
+    str("error");
+    str("v");
+    msgpack_pack_uint8(&pk, 1);
+    str("code");
+    msgpack_pack_int8(&pk, -1);
+    str("message");
+    msgpack_pack_str(&pk, 3);
+    msgpack_pack_str_body(&pk, "a\0b", 3);
     body_write("bad-nul-in-text");
 
     body_begin(3);
-    str("type"), str("register");
-    str("v"), msgpack_pack_uint8(&pk, 1);
-    str("functions"), msgpack_pack_array(&pk, PARD_FUNCTIONS_MAX + 1);
+    str("type");
+    str("register");
+    str("v");
+    msgpack_pack_uint8(&pk, 1);
+    str("functions");
+    msgpack_pack_array(&pk, PARD_FUNCTIONS_MAX + 1);
     for (unsigned i = 0; i <= PARD_FUNCTIONS_MAX; i++)
         str("f");
     body_write("bad-too-many-functions");

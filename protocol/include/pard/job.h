@@ -68,7 +68,7 @@ _Static_assert(sizeof(struct pard_task_desc) == 32, "task descriptor is 32 bytes
 struct pard_result_desc {
     uint64_t first; /* index of the first task */
     uint32_t count; /* records in the span */
-    uint32_t flags; /* reserved, 0 */
+    uint32_t busy_ns; /* time the worker spent running these tasks (capped) */
     uint64_t off;   /* output records: offset in the lane's output arena */
     uint64_t len;   /* output records: total bytes */
     uint64_t end;   /* arena position to release once consumed */

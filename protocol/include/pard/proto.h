@@ -81,10 +81,10 @@ extern "C" {
 /* Hard ceiling for any reader or encoder. */
 #define PARD_FRAME_MAX_LIMIT (16u * 1024u * 1024u)
 
-#define PARD_NAME_MAX      63u  /* function, worker and state names: [A-Za-z0-9_.-] */
+#define PARD_NAME_MAX      63u   /* function, worker and state names: [A-Za-z0-9_.-] */
 #define PARD_TEXT_MAX      1023u /* free text: error messages, version strings */
-#define PARD_FUNCTIONS_MAX 64u  /* functions in one register (and per listed worker) */
-#define PARD_LIST_MAX      256u /* entries in a workers_reply or jobs_reply */
+#define PARD_FUNCTIONS_MAX 64u   /* functions in one register (and per listed worker) */
+#define PARD_LIST_MAX      256u  /* entries in a workers_reply or jobs_reply */
 
 /* Structural limits on any body, known keys or not (checked before
  * msgpack-c allocates anything). */
@@ -140,23 +140,23 @@ enum pard_role {
 
 /* hello — client → daemon, the first frame on a connection. */
 struct pard_msg_hello {
-    enum pard_role role;            /* required */
-    uint32_t pid;                   /* required: the client's process id */
-    char name[PARD_NAME_MAX + 1];   /* optional: "" when absent */
+    enum pard_role role;          /* required */
+    uint32_t pid;                 /* required: the client's process id */
+    char name[PARD_NAME_MAX + 1]; /* optional: "" when absent */
 };
 
 /* welcome — daemon → client, the reply to an accepted hello. */
 struct pard_msg_welcome {
-    uint32_t daemon_pid;                      /* required */
-    uint64_t client_id;                       /* required: the daemon's id for this connection */
-    char version_string[PARD_TEXT_MAX + 1];   /* required: e.g. "pard 0.1.0" */
+    uint32_t daemon_pid;                    /* required */
+    uint64_t client_id;                     /* required: the daemon's id for this connection */
+    char version_string[PARD_TEXT_MAX + 1]; /* required: e.g. "pard 0.1.0" */
 };
 
 /* error — either way. */
 struct pard_msg_error {
-    int32_t code;                      /* required: a negative pard code or -errno */
-    uint64_t ref;                      /* optional: job id or request referred to; 0 = none */
-    char message[PARD_TEXT_MAX + 1];   /* required: human-readable, may be "" */
+    int32_t code;                    /* required: a negative pard code or -errno */
+    uint64_t ref;                    /* optional: job id or request referred to; 0 = none */
+    char message[PARD_TEXT_MAX + 1]; /* required: human-readable, may be "" */
 };
 
 /* ok — a generic acknowledgement. */
@@ -166,7 +166,7 @@ struct pard_msg_ok {
 
 /* register — worker → daemon: the functions this worker serves. */
 struct pard_msg_register {
-    uint32_t nfunctions;                                  /* 1 .. PARD_FUNCTIONS_MAX */
+    uint32_t nfunctions;                                   /* 1 .. PARD_FUNCTIONS_MAX */
     char functions[PARD_FUNCTIONS_MAX][PARD_NAME_MAX + 1]; /* names */
 };
 
@@ -225,12 +225,12 @@ struct pard_msg_stats_reply {
 
 /* One entry of a workers_reply. */
 struct pard_msg_worker_entry {
-    uint64_t id;                                          /* the daemon's client id */
-    uint32_t pid;                                         /* */
-    uint32_t nfunctions;                                  /* 0 .. PARD_FUNCTIONS_MAX */
-    uint64_t job_id;                                      /* job it serves; 0 = idle */
-    uint64_t tasks_done;                                  /* */
-    char name[PARD_NAME_MAX + 1];                         /* "" when it gave none */
+    uint64_t id;                                           /* the daemon's client id */
+    uint32_t pid;                                          /* */
+    uint32_t nfunctions;                                   /* 0 .. PARD_FUNCTIONS_MAX */
+    uint64_t job_id;                                       /* job it serves; 0 = idle */
+    uint64_t tasks_done;                                   /* */
+    char name[PARD_NAME_MAX + 1];                          /* "" when it gave none */
     char functions[PARD_FUNCTIONS_MAX][PARD_NAME_MAX + 1]; /* */
 };
 
@@ -305,9 +305,10 @@ bool pard_name_valid(const char *s);
 void pard_msg_init(struct pard_msg *m, enum pard_msg_type type);
 
 /*
- * pard_msg_set_error - make m an error message with `code` (negative),
- * `ref` (0 = none) and a printf-formatted message, truncated to
- * PARD_TEXT_MAX bytes (on a character boundary for UTF-8 text).
+ * pard_msg_set_error - make m an error message with `code` (negative:
+ * the encoder refuses anything else), `ref` (0 = none) and a
+ * printf-formatted message, truncated to PARD_TEXT_MAX bytes (on a
+ * character boundary for UTF-8 text).
  */
 void pard_msg_set_error(struct pard_msg *m, int code, uint64_t ref, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -318,9 +319,10 @@ void pard_msg_set_error(struct pard_msg *m, int code, uint64_t ref, const char *
  * out; the version written is m->version, or PARD_PROTO_VERSION when 0.
  * The encoder refuses what a decoder would refuse (a name with a bad
  * character, a count over its limit, a string not NUL-terminated within
- * its array, an unknown type or enum): -EINVAL. Returns 0 and the body
- * length in *len, or -EINVAL, or -ENOBUFS when cap is too small (nothing
- * useful is left in buf).
+ * its array, an unknown type or enum, an error code >= 0): -EINVAL.
+ * Returns 0 and the body length in *len, or -EINVAL, or -ENOBUFS when cap
+ * is too small (nothing useful is left in buf), or -PARD_ETOOBIG when the
+ * body would exceed PARD_FRAME_MAX_LIMIT. Never allocates; thread-safe.
  */
 int pard_msg_encode(const struct pard_msg *m, void *buf, size_t cap, size_t *len);
 
@@ -382,15 +384,15 @@ int pard_msg_check_version(const struct pard_msg *m);
  * All fields are private.
  */
 struct pard_frame_reader {
-    uint8_t *buf;      /* heap buffer, NULL until the first bytes */
-    size_t cap;        /* bytes allocated */
-    size_t start;      /* offset of the first unreturned byte */
-    size_t end;        /* offset one past the last buffered byte */
-    size_t max;        /* largest body accepted */
-    uint64_t base;     /* stream position of buf[0] */
-    int err;           /* sticky error, 0 when healthy */
-    uint32_t nfds;     /* pending descriptors */
-    int fds[PARD_FRAME_READER_FDS];       /* pending descriptors */
+    uint8_t *buf;                           /* heap buffer, NULL until the first bytes */
+    size_t cap;                             /* bytes allocated */
+    size_t start;                           /* offset of the first unreturned byte */
+    size_t end;                             /* offset one past the last buffered byte */
+    size_t max;                             /* largest body accepted */
+    uint64_t base;                          /* stream position of buf[0] */
+    int err;                                /* sticky error, 0 when healthy */
+    uint32_t nfds;                          /* pending descriptors */
+    int fds[PARD_FRAME_READER_FDS];         /* pending descriptors */
     uint64_t fd_pos[PARD_FRAME_READER_FDS]; /* stream position of each one's frame */
 };
 
