@@ -84,12 +84,12 @@ struct test_daemon {
 static inline pid_t test_spawn(char *const argv[])
 {
     pid_t pid = fork();
-    cr_assert(pid >= 0, "fork failed");
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         execv(argv[0], argv);
         _exit(127);
     }
+    cr_assert(pid > 0, "fork failed");
     return pid;
 }
 

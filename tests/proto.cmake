@@ -9,7 +9,7 @@ add_executable(test_fuzz_replay fuzz/replay.c fuzz/fuzz_decode.c)
 target_link_libraries(test_fuzz_replay PRIVATE PkgConfig::CRITERION pard::proto)
 target_include_directories(test_fuzz_replay PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 target_compile_definitions(test_fuzz_replay PRIVATE PARD_FUZZ_CORPUS="${PARD_FUZZ_CORPUS}")
-add_test(NAME proto_fuzz_replay COMMAND test_fuzz_replay -j1 --full-stats)
+add_test(NAME proto_fuzz_replay COMMAND test_fuzz_replay -j1)
 set_tests_properties(proto_fuzz_replay PROPERTIES TIMEOUT 120)
 
 # Writes the seed corpus (valid frames of every type, and malformed ones):
