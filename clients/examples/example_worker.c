@@ -41,8 +41,8 @@ static int square(void *ctx, const void *in, size_t len, struct pard_out *out)
 {
     int64_t v;
     if (parse_i64(in, len, &v) != 0)
-        return pard_out_error(out, "square: '%.*s' is not a decimal integer", (int)(len > 40 ? 40 : len),
-                              (const char *)in);
+        return pard_out_error(out, "square: '%.*s' is not a decimal integer",
+                              (int)(len > 40 ? 40 : len), (const char *)in);
     if (v > 3037000499LL || v < -3037000499LL)
         return pard_out_error(out, "square: %" PRId64 " squared overflows 64 bits", v);
     return pard_out_printf(out, "%" PRId64, v * v);

@@ -111,7 +111,7 @@ int pard__connect(struct pard_client **out, const char *socket_path, enum pard_r
     c->fd = -1;
     c->role = role;
     c->msg = malloc(sizeof(*c->msg));
-    if (!c->msg || pard_frame_reader_init(&c->reader, 0) != 0) {
+    if (!c->msg || pard_frame_reader_init(&c->reader, PARD_FRAME_MAX_CLIENT) != 0) {
         pard_disconnect(c);
         return -ENOMEM;
     }
@@ -180,6 +180,8 @@ void pard_disconnect(struct pard_client *c)
         return;
     if (c->fd >= 0)
         close(c->fd);
+    if (c->private_daemon > 0)
+        pard__stop_private(c);
     pard_frame_reader_destroy(&c->reader);
     free(c->msg);
     free(c);

@@ -22,12 +22,20 @@ struct pard_client {
     struct pard_frame_reader reader; /* incoming frames */
     struct pard_msg *msg;            /* scratch (large: heap) */
     volatile sig_atomic_t cancel;    /* pard_cancel() */
+    /* pard_open_private: what to stop at disconnect */
+    pid_t private_daemon; /* 0 when not private */
+    pid_t *private_workers;
+    unsigned nprivate_workers;
+    char private_dir[64];
 };
 
 /* pard__connect - connect with a role and a name; the common part of
  * pard_connect and the worker. */
 int pard__connect(struct pard_client **out, const char *socket_path, enum pard_role role,
                   const char *name);
+
+/* pard__stop_private - stop a private daemon and its workers (disconnect). */
+void pard__stop_private(struct pard_client *c);
 
 /* pard__set_error - record a message with context and return code. */
 int pard__set_error(struct pard_client *c, int code, const char *fmt, ...)

@@ -45,6 +45,12 @@ struct batch {
 
 #define MAX_DEATHS 3 /* deaths without a crash mark before a task fails */
 
+/* Auto-batching aims for batches that keep a worker busy this long: long
+ * enough to hide the hand-off (about a microsecond), short enough for the
+ * load to stay balanced and results to stream. */
+#define AUTO_TARGET_NS 200000.0
+#define AUTO_MAX_BATCH 4096u
+
 struct map {
     struct pard_client *c;
     const char *function;
@@ -77,6 +83,10 @@ struct map {
     struct pard_task_desc *requeue; /* descriptors waiting for the ring */
     size_t nrequeue, requeue_cap;
 
+    uint32_t batch;   /* tasks per batch now */
+    double task_ns;   /* auto: measured time per task (moving average), 0 = unknown */
+    uint32_t nactive; /* lanes with a worker, at the last look */
+
     uint32_t seen_epoch;
     int quiet_looks; /* reconcile: consecutive looks with nothing moving */
     int64_t last_alive_check;
@@ -98,8 +108,8 @@ static int fail_job(struct map *m, int code, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(buf, sizeof(buf), fmt, ap);
         va_end(ap);
-        pard__set_error(m->c, code, "job %llu (%s): %s", (unsigned long long)m->job_id,
-                        m->function, buf);
+        pard__set_error(m->c, code, "job %llu (%s): %s", (unsigned long long)m->job_id, m->function,
+                        buf);
         m->error = code;
     }
     return m->error;
@@ -111,11 +121,8 @@ static int fail_job(struct map *m, int code, const char *fmt, ...)
 
 static int call_back(struct map *m, uint64_t index, int status, const void *data, size_t len)
 {
-    struct pard_result r = {.index = index,
-                            .status = status,
-                            .data = data,
-                            .len = len,
-                            .function = m->function};
+    struct pard_result r = {
+        .index = index, .status = status, .data = data, .len = len, .function = m->function};
     int rc = m->on_result(m->arg, &r);
     m->stats.tasks++;
     if (status != 0)
@@ -269,6 +276,31 @@ static int keep_carry(struct map *m, const void *data, size_t len)
     return 0;
 }
 
+/*
+ * The batch size for the next batch: the user's, or (auto) the number of
+ * tasks that keeps a worker busy for AUTO_TARGET_NS by the measured time
+ * per task. It grows at most twofold per step, so one noisy measurement
+ * cannot overshoot, and stays small enough that every worker gets batches.
+ */
+static uint32_t next_batch_size(struct map *m)
+{
+    if (m->opts.batch != PARD_BATCH_AUTO)
+        return m->opts.batch ? m->opts.batch : 1;
+    uint32_t cap = AUTO_MAX_BATCH;
+    uint64_t share = m->W / (4 * (uint64_t)(m->nactive ? m->nactive : 1));
+    if (share < cap)
+        cap = share ? (uint32_t)share : 1;
+    uint32_t want = m->batch ? m->batch : 1;
+    if (m->task_ns > 0) {
+        double w = AUTO_TARGET_NS / m->task_ns;
+        want = w < 1 ? 1 : w > cap ? cap : (uint32_t)w;
+    }
+    if (want > 2 * m->batch && m->batch > 0)
+        want = 2 * m->batch;
+    m->batch = want < 1 ? 1 : want > cap ? cap : want;
+    return m->batch;
+}
+
 /* Move re-queued descriptors and fresh inputs into the ring while there is
  * room. Returns how many descriptors went in, or a negative error. */
 static int feed(struct map *m)
@@ -282,7 +314,7 @@ static int feed(struct map *m)
         m->nrequeue--;
         moved++;
     }
-    uint32_t batch = m->opts.batch ? m->opts.batch : 1;
+    uint32_t batch = next_batch_size(m);
     uint64_t limit = m->job.input.capacity / 2;
     while (!m->input_done && m->error == 0) {
         if (m->cur.count >= batch) {
@@ -428,8 +460,7 @@ static void requeue_range(struct map *m, uint64_t from, uint64_t to, const bool 
             struct pard_record rec;
             const void *payload;
             int got = pard_records_next(&it, &rec, &payload);
-            bool take = k >= i && k < to && want[k - from] &&
-                        slot_of(m, k)->state == SLOT_PENDING;
+            bool take = k >= i && k < to && want[k - from] && slot_of(m, k)->state == SLOT_PENDING;
             if (take && got != 1) {
                 fail_task(m, k, -PARD_ECORRUPT,
                           "the input of task %llu was overwritten in shared memory",
@@ -492,6 +523,10 @@ static int drain_lane(struct map *m, uint32_t li)
             const void *base = pard_arena_read(&lane->output, d[k].off, d[k].len);
             if (!base)
                 return lane_corrupt(m, li, "a result span outside its output arena");
+            if (d[k].busy_ns > 0) {
+                double per = (double)d[k].busy_ns / d[k].count;
+                m->task_ns = m->task_ns > 0 ? 0.75 * m->task_ns + 0.25 * per : per;
+            }
             struct pard_records it;
             pard_records_init(&it, base, d[k].len);
             for (uint32_t j = 0; j < d[k].count && m->error == 0; j++) {
@@ -560,7 +595,7 @@ static int reclaim_lane(struct map *m, uint32_t li)
                               (unsigned long long)i, m->function, m->opts.timeout_ms, pid);
                 } else if (culprit) {
                     fail_task(m, i, -PARD_EWORKERDIED,
-                              "task %llu of '%s' crashed its worker (pid %d) with %s", 
+                              "task %llu of '%s' crashed its worker (pid %d) with %s",
                               (unsigned long long)i, m->function, pid, signal_name(sig));
                 } else if (++s->deaths >= MAX_DEATHS) {
                     fail_task(m, i, -PARD_EWORKERDIED,
@@ -591,8 +626,10 @@ static int collect(struct map *m)
     int moved = 0;
     /* The epoch only wakes us; the lane states below are the truth. */
     m->seen_epoch = atomic_load_explicit(&m->job.ctl->lanes_epoch, memory_order_acquire);
+    uint32_t active = 0;
     for (uint32_t li = 0; li < m->job.geo.lanes && m->error == 0; li++) {
         uint32_t state = atomic_load_explicit(&m->lanes[li].ctl->state, memory_order_acquire);
+        active += state == PARD_LANE_ACTIVE;
         if (state == PARD_LANE_ACTIVE) {
             int n = drain_lane(m, li);
             if (n < 0)
@@ -605,6 +642,7 @@ static int collect(struct map *m)
             moved++;
         }
     }
+    m->nactive = active;
     return moved;
 }
 
@@ -677,8 +715,7 @@ static int start_job(struct map *m)
     while (rc == 0) {
         rc = pard__recv(m->c, 15000, &fd);
         if (rc == -ETIMEDOUT)
-            return pard__set_error(m->c, rc, "pard did not answer the submit of '%s'",
-                                   m->function);
+            return pard__set_error(m->c, rc, "pard did not answer the submit of '%s'", m->function);
         if (rc != 0)
             return rc;
         if (msg->type == PARD_MSG_ERROR)
@@ -802,6 +839,7 @@ int pard_map(struct pard_client *c, const char *function, pard_input_fn next_inp
     m->arg = arg;
     if (opts)
         m->opts = *opts;
+    m->batch = 1;
     c->cancel = 0;
     int rc = run(m);
     end_job(m);

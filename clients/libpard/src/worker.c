@@ -143,7 +143,8 @@ struct serve {
     uint64_t job_id;
     uint32_t lane_index;
     uint32_t gen;
-    bool timed; /* the job has a per-task timeout: publish start times */
+    bool timed;            /* the job has a per-task timeout: publish start times */
+    int64_t task_start_ns; /* when the task being emitted started */
     enum pard_wait_mode mode;
     /* the output span being built */
     uint32_t span_count;
@@ -151,6 +152,7 @@ struct serve {
     uint64_t span_off;
     uint64_t span_len;
     uint64_t span_end;
+    int64_t span_start_ns; /* when the span's first task started */
 };
 
 /* The job still wants us: running, and our lane still ours. */
@@ -178,8 +180,10 @@ static int flush_span(struct serve *s)
 {
     if (s->span_count == 0)
         return 0;
+    int64_t busy = pard_now_ns() - s->span_start_ns;
     struct pard_result_desc d = {.first = s->span_first,
                                  .count = s->span_count,
+                                 .busy_ns = busy > UINT32_MAX ? UINT32_MAX : (uint32_t)busy,
                                  .off = s->span_off,
                                  .len = s->span_len,
                                  .end = s->span_end};
@@ -254,6 +258,7 @@ static int emit(struct serve *s, uint64_t index, uint32_t status, const void *da
         s->span_first = index;
         s->span_off = span.off;
         s->span_len = 0;
+        s->span_start_ns = s->task_start_ns;
     }
     s->span_count++;
     s->span_len += size;
@@ -288,6 +293,8 @@ static int run_task(struct serve *s, uint64_t index, const void *in, size_t len)
         atomic_store_explicit(&s->lane.ctl->current, index, memory_order_relaxed);
         atomic_store_explicit(&s->lane.ctl->started_ns, pard_now_ns(), memory_order_release);
     }
+    if (s->span_count == 0)
+        s->task_start_ns = pard_now_ns(); /* one clock read per span, not per task */
     int rc = s->fn(s->w->ctx, in, len, out);
     if (rc != 0 && !out->failed) {
         out->len = 0;
@@ -309,8 +316,9 @@ static int run_batch(struct serve *s, const struct pard_task_desc *d)
 {
     struct pard_lane_ctl *ctl = s->lane.ctl;
     ctl->lease = *d;
+    s->task_start_ns = pard_now_ns();
     atomic_store_explicit(&ctl->current, d->first, memory_order_relaxed);
-    atomic_store_explicit(&ctl->started_ns, pard_now_ns(), memory_order_relaxed);
+    atomic_store_explicit(&ctl->started_ns, s->task_start_ns, memory_order_relaxed);
     /* Release: the lease's contents are visible to whoever sees leased. */
     atomic_store_explicit(&ctl->leased, 1, memory_order_release);
 
@@ -324,9 +332,8 @@ static int run_batch(struct serve *s, const struct pard_task_desc *d)
         struct pard_record rec;
         const void *payload = NULL;
         int got = base ? pard_records_next(&it, &rec, &payload) : -PARD_ECORRUPT;
-        if (d->attempt > 0 &&
-            atomic_load_explicit(&s->job.done[index & (window - 1)], memory_order_acquire) ==
-                index + 1) {
+        if (d->attempt > 0 && atomic_load_explicit(&s->job.done[index & (window - 1)],
+                                                   memory_order_acquire) == index + 1) {
             rc = emit(s, index, PARD_REC_SKIPPED, NULL, 0); /* delivered meanwhile */
             continue;
         }

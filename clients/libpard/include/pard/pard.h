@@ -56,6 +56,7 @@ extern "C" {
  * ====================================================================== */
 
 struct pard_client;
+struct pard_function;
 
 /*
  * pard_connect - connect to the daemon as a submitter. socket_path NULL
@@ -71,7 +72,24 @@ int pard_connect(struct pard_client **out, const char *socket_path);
  * for stats, lists, cancel and shutdown, and submits nothing. */
 int pard_connect_control(struct pard_client **out, const char *socket_path);
 
-/* pard_disconnect - close the connection and free the client. NULL ok. */
+/*
+ * pard_open_private - the zero-set-up way: start a private pard daemon for
+ * this process on a fresh socket in a private temporary directory, fork
+ * `nworkers` worker processes from this program that serve `fns` (0: one
+ * per online core), wait for them, and connect. pard_disconnect() stops
+ * the daemon and the workers and removes the directory. The daemon binary
+ * is $PARD_DAEMON, else the build tree's or the installed one, else `pard`
+ * on PATH. Workers are forked, not executed: they inherit this program's
+ * memory as it is at the call (like Python multiprocessing's fork), so a
+ * data set loaded before the call is visible to them. Call it before
+ * starting threads. Returns 0, -ENOENT (no pard binary), or another
+ * negative code with pard_last_error() saying what went wrong.
+ */
+int pard_open_private(struct pard_client **out, const struct pard_function *fns, size_t nfns,
+                      unsigned nworkers);
+
+/* pard_disconnect - close the connection and free the client; for a
+ * private daemon, also stop it and its workers. NULL ok. */
 void pard_disconnect(struct pard_client *c);
 
 /* pard_last_error - the calling thread's last libpard error, with
@@ -113,7 +131,8 @@ int pard_out_printf(struct pard_out *out, const char *fmt, ...)
  * submitter receives it with the function name and task index. Returns -1
  * so that `return pard_out_error(out, "bad input %s", x);` reads well.
  */
-int pard_out_error(struct pard_out *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int pard_out_error(struct pard_out *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* pard_out_task_index - the index of the task being run. */
 uint64_t pard_out_task_index(const struct pard_out *out);
@@ -174,13 +193,17 @@ struct pard_result {
  */
 typedef int (*pard_result_fn)(void *arg, const struct pard_result *r);
 
+/* pard_map_opts.batch: size batches from the measured task time. */
+#define PARD_BATCH_AUTO 0u
+
 struct pard_map_opts {
-    bool unordered;               /* deliver results as they finish */
-    uint32_t batch;               /* tasks per batch; 0 = 1 */
-    uint32_t timeout_ms;          /* per task; 0 = none */
-    uint32_t retries;             /* re-runs after a timeout or crash */
+    bool unordered;                /* deliver results as they finish */
+    uint32_t batch;                /* tasks per batch: PARD_BATCH_AUTO (0, the default)
+                                      aims at ~0.2 ms per batch; 1 = unbatched */
+    uint32_t timeout_ms;           /* per task; 0 = none */
+    uint32_t retries;              /* re-runs after a timeout or crash */
     enum pard_wait_mode wait_mode; /* how the submitter and workers wait */
-    uint32_t max_workers;         /* lanes; 0 = daemon default */
+    uint32_t max_workers;          /* lanes; 0 = daemon default */
 };
 
 struct pard_map_stats {
