@@ -51,8 +51,7 @@ static inline void test_wait_ok(pid_t pid, const char *what)
     cr_assert(waitpid(pid, &status, 0) == pid, "waitpid(%s) failed", what);
     cr_assert(WIFEXITED(status), "%s died with signal %d", what,
               WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    cr_assert(WEXITSTATUS(status) == 0, "%s failed with exit status %d", what,
-              WEXITSTATUS(status));
+    cr_assert(WEXITSTATUS(status) == 0, "%s failed with exit status %d", what, WEXITSTATUS(status));
 }
 
 #endif

@@ -6,10 +6,11 @@ set(PARD_FUZZ_CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/decode)
 
 # Every corpus file through LLVMFuzzerTestOneInput, without libFuzzer.
 add_executable(test_fuzz_replay fuzz/replay.c fuzz/fuzz_decode.c)
-target_link_libraries(test_fuzz_replay PRIVATE PkgConfig::CRITERION pard::proto)
+target_link_libraries(test_fuzz_replay PRIVATE pard_test_runner pard::proto)
 target_include_directories(test_fuzz_replay PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 target_compile_definitions(test_fuzz_replay PRIVATE PARD_FUZZ_CORPUS="${PARD_FUZZ_CORPUS}")
 add_test(NAME proto_fuzz_replay COMMAND test_fuzz_replay -j1)
+set_tests_properties(proto_fuzz_replay PROPERTIES ENVIRONMENT "${PARD_TEST_ENV}")
 set_tests_properties(proto_fuzz_replay PROPERTIES TIMEOUT 120)
 
 # Writes the seed corpus (valid frames of every type, and malformed ones):

@@ -1156,6 +1156,21 @@ static void stress_threads(const struct stress_cfg *cfg)
 
 #define STRESS_ITEMS ((uint64_t)PARD_TEST_STRESS_ITEMS)
 
+/*
+ * Ring sizes. Every full/empty turn of a waiting mode that yields or sleeps
+ * costs a scheduler round trip (tens of microseconds to wake an idle vCPU,
+ * milliseconds when the machine is busy), so processes that wait get 256
+ * slots: with bursts of up to 32 from up to 8 processes the ring still fills
+ * and drains constantly, but a wake-up moves many items. Spinning peers get
+ * 4096: when both land on one core each spins out its time slice, and a
+ * slice switch moves at most one ring's worth. The thread runs use a tiny
+ * ring, where producers and the previous lap's consumers meet on nearly
+ * every slot, and where ThreadSanitizer can watch them.
+ */
+#define WAIT_CAPACITY 256
+#define SPIN_CAPACITY 4096
+#define TINY_CAPACITY 16
+
 Test(ring_stress, checker_catches_loss_duplicates_reordering_and_torn_items, .timeout = 10)
 {
     /* The stress tests are only as good as their checker: feed it each
@@ -1202,50 +1217,50 @@ Test(ring_stress, checker_catches_loss_duplicates_reordering_and_torn_items, .ti
 Test(ring_stress, mpmc_4_producers_4_consumers_adaptive_deliver_every_item_once_in_order,
      .timeout = 240)
 {
-    stress_processes(
-        &(struct stress_cfg){PARD_RING_MPMC, PARD_WAIT_ADAPTIVE, 4, 4, 1024, 16, STRESS_ITEMS});
+    stress_processes(&(struct stress_cfg){PARD_RING_MPMC, PARD_WAIT_ADAPTIVE, 4, 4, WAIT_CAPACITY,
+                                          16, STRESS_ITEMS});
 }
 
 Test(ring_stress, mpmc_4_producers_4_consumers_block_deliver_every_item_once_in_order,
      .timeout = 240)
 {
-    stress_processes(
-        &(struct stress_cfg){PARD_RING_MPMC, PARD_WAIT_BLOCK, 4, 4, 1024, 16, STRESS_ITEMS});
+    stress_processes(&(struct stress_cfg){PARD_RING_MPMC, PARD_WAIT_BLOCK, 4, 4, WAIT_CAPACITY, 16,
+                                          STRESS_ITEMS});
 }
 
 Test(ring_stress, mpmc_1_producer_1_consumer_spin_deliver_every_item_once_in_order, .timeout = 240)
 {
-    stress_processes(
-        &(struct stress_cfg){PARD_RING_MPMC, PARD_WAIT_SPIN, 1, 1, 1024, 16, STRESS_ITEMS});
+    stress_processes(&(struct stress_cfg){PARD_RING_MPMC, PARD_WAIT_SPIN, 1, 1, SPIN_CAPACITY, 16,
+                                          STRESS_ITEMS});
 }
 
 Test(ring_stress, spsc_adaptive_delivers_every_item_once_in_order, .timeout = 240)
 {
-    stress_processes(
-        &(struct stress_cfg){PARD_RING_SPSC, PARD_WAIT_ADAPTIVE, 1, 1, 1024, 24, STRESS_ITEMS});
+    stress_processes(&(struct stress_cfg){PARD_RING_SPSC, PARD_WAIT_ADAPTIVE, 1, 1, WAIT_CAPACITY,
+                                          24, STRESS_ITEMS});
 }
 
 Test(ring_stress, spsc_block_delivers_every_item_once_in_order, .timeout = 240)
 {
-    stress_processes(
-        &(struct stress_cfg){PARD_RING_SPSC, PARD_WAIT_BLOCK, 1, 1, 1024, 24, STRESS_ITEMS});
+    stress_processes(&(struct stress_cfg){PARD_RING_SPSC, PARD_WAIT_BLOCK, 1, 1, WAIT_CAPACITY, 24,
+                                          STRESS_ITEMS});
 }
 
 Test(ring_stress, spsc_spin_delivers_every_item_once_in_order, .timeout = 240)
 {
-    stress_processes(
-        &(struct stress_cfg){PARD_RING_SPSC, PARD_WAIT_SPIN, 1, 1, 1024, 24, STRESS_ITEMS});
+    stress_processes(&(struct stress_cfg){PARD_RING_SPSC, PARD_WAIT_SPIN, 1, 1, SPIN_CAPACITY, 24,
+                                          STRESS_ITEMS});
 }
 
 Test(ring_stress, mpmc_threads_4_producers_4_consumers_deliver_every_item_once_in_order,
      .timeout = 240)
 {
-    stress_threads(
-        &(struct stress_cfg){PARD_RING_MPMC, PARD_WAIT_ADAPTIVE, 4, 4, 256, 16, STRESS_ITEMS / 10});
+    stress_threads(&(struct stress_cfg){PARD_RING_MPMC, PARD_WAIT_ADAPTIVE, 4, 4, TINY_CAPACITY, 16,
+                                        STRESS_ITEMS / 10});
 }
 
 Test(ring_stress, spsc_threads_deliver_every_item_once_in_order, .timeout = 240)
 {
-    stress_threads(
-        &(struct stress_cfg){PARD_RING_SPSC, PARD_WAIT_ADAPTIVE, 1, 1, 256, 24, STRESS_ITEMS / 10});
+    stress_threads(&(struct stress_cfg){PARD_RING_SPSC, PARD_WAIT_ADAPTIVE, 1, 1, TINY_CAPACITY, 24,
+                                        STRESS_ITEMS / 10});
 }

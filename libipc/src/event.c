@@ -165,8 +165,8 @@ static int wait_block(struct pard_event *ev, pard_ready_fn ready, void *arg, int
     }
 }
 
-int pard_wait_until(struct pard_event *ev, enum pard_wait_mode mode, pard_ready_fn ready,
-                    void *arg, int64_t deadline_ns)
+int pard_wait_until(struct pard_event *ev, enum pard_wait_mode mode, pard_ready_fn ready, void *arg,
+                    int64_t deadline_ns)
 {
     if (ready(arg))
         return 0;

@@ -19,7 +19,8 @@ static unsigned bucket_of(uint64_t v)
         return (unsigned)v;
     unsigned msb = 63u - (unsigned)__builtin_clzll(v); /* >= SUB_BITS */
     unsigned shift = msb - SUB_BITS;
-    unsigned idx = (msb - SUB_BITS + 1) * PARD_HIST_SUB + (unsigned)((v >> shift) & (PARD_HIST_SUB - 1));
+    unsigned idx =
+        (msb - SUB_BITS + 1) * PARD_HIST_SUB + (unsigned)((v >> shift) & (PARD_HIST_SUB - 1));
     return idx < PARD_HIST_BUCKETS ? idx : PARD_HIST_BUCKETS - 1;
 }
 

@@ -206,7 +206,8 @@ int pard_ring_init(struct pard_ring *ring, void *mem, size_t len, uint32_t kind,
     pard_event_init(&hdr->not_full);
 
     view_fill(ring, hdr, kind, capacity, elem_size, 0, 0);
-    memset(ring->slots, 0, (size_t)capacity * ring->stride);
+    /* Payloads are not cleared: none is read before it is written. MPMC
+     * slots start free for their first lap. */
     if (kind == PARD_RING_MPMC) {
         for (uint32_t i = 0; i < capacity; i++)
             atomic_store_explicit(&mpmc_slot_at(ring, i)->seq, i, memory_order_relaxed);
