@@ -82,6 +82,7 @@ struct tally {
 
 static void tally_init(struct tally *t, uint64_t n, bool ordered)
 {
+    free(t->seen); /* tallies are reused; the first init sees zeroes */
     memset(t, 0, sizeof(*t));
     t->in.n = n;
     t->seen = calloc(n ? n : 1, sizeof(uint32_t));
@@ -130,7 +131,7 @@ Test(pard, maps_100000_tasks_with_results_in_order, .timeout = 120)
     wait_workers(&d, 2);
     struct pard_client *c;
     cr_assert_eq(pard_connect(&c, d.socket), 0, "%s", pard_last_error());
-    struct tally t;
+    struct tally t = {0};
     tally_init(&t, 100000, true);
     struct pard_map_stats st;
     int rc = pard_map(c, "square", next_number, check_square, &t, NULL, &st);
@@ -148,6 +149,7 @@ Test(pard, maps_100000_tasks_with_results_in_order, .timeout = 120)
     cr_assert_eq(t.wrong, 0);
     assert_each_once(&t);
     pard_disconnect(c);
+    free(t.seen);
     test_daemon_stop(&d);
 }
 
@@ -159,7 +161,7 @@ Test(pard, reports_a_failing_task_with_its_message_and_goes_on, .timeout = 60)
     wait_workers(&d, 1);
     struct pard_client *c;
     cr_assert_eq(pard_connect(&c, d.socket), 0);
-    struct tally t;
+    struct tally t = {0};
     tally_init(&t, 5, true);
     t.in.fixed = "boom";
     cr_assert_eq(pard_map(c, "fail", next_number, check_square, &t, NULL, NULL), 0);
@@ -169,6 +171,7 @@ Test(pard, reports_a_failing_task_with_its_message_and_goes_on, .timeout = 60)
               t.last_message);
     assert_each_once(&t);
     pard_disconnect(c);
+    free(t.seen);
     test_daemon_stop(&d);
 }
 
@@ -180,12 +183,13 @@ Test(pard, refuses_an_unknown_function_with_a_clear_error, .timeout = 30)
     wait_workers(&d, 1);
     struct pard_client *c;
     cr_assert_eq(pard_connect(&c, d.socket), 0);
-    struct tally t;
+    struct tally t = {0};
     tally_init(&t, 3, true);
     int rc = pard_map(c, "no_such_function", next_number, check_square, &t, NULL, NULL);
     cr_assert_eq(rc, -PARD_ENOFUNC, "got %d: %s", rc, pard_last_error());
     cr_assert(strstr(pard_last_error(), "no_such_function"), "message: %s", pard_last_error());
     pard_disconnect(c);
+    free(t.seen);
     test_daemon_stop(&d);
 }
 
@@ -217,7 +221,7 @@ Test(pard, completes_a_job_exactly_once_when_a_worker_is_killed, .timeout = 120)
     wait_workers(&d, 3);
     struct pard_client *c;
     cr_assert_eq(pard_connect(&c, d.socket), 0);
-    struct tally t;
+    struct tally t = {0};
     tally_init(&t, 4000, true);
     t.in.fixed = "300"; /* sleep_us 300: the victim dies holding a batch */
     struct killer k = {.t = &t, .victim = victim, .after = 1000};
@@ -235,6 +239,7 @@ Test(pard, completes_a_job_exactly_once_when_a_worker_is_killed, .timeout = 120)
     cr_log_info("re-queued %llu tasks, dropped %llu duplicates",
                 (unsigned long long)st.requeued, (unsigned long long)st.dropped);
     pard_disconnect(c);
+    free(t.seen);
     test_daemon_stop(&d);
 }
 
@@ -246,7 +251,7 @@ Test(pard, fails_the_task_that_crashes_its_worker_and_goes_on, .timeout = 60)
     wait_workers(&d, 2);
     struct pard_client *c;
     cr_assert_eq(pard_connect(&c, d.socket), 0);
-    struct tally t;
+    struct tally t = {0};
     tally_init(&t, 1, true);
     cr_assert_eq(pard_map(c, "crash", next_number, check_square, &t, NULL, NULL), 0,
                  "%s", pard_last_error());
@@ -262,6 +267,7 @@ Test(pard, fails_the_task_that_crashes_its_worker_and_goes_on, .timeout = 60)
     cr_assert_eq(t.wrong + t.errors, 0);
     assert_each_once(&t);
     pard_disconnect(c);
+    free(t.seen);
     test_daemon_stop(&d);
 }
 
@@ -273,7 +279,7 @@ Test(pard, times_out_a_hung_task_and_replaces_its_worker, .timeout = 60)
     wait_workers(&d, 1);
     struct pard_client *c;
     cr_assert_eq(pard_connect(&c, d.socket), 0);
-    struct tally t;
+    struct tally t = {0};
     tally_init(&t, 1, true);
     t.in.fixed = "30000000"; /* 30 s */
     struct pard_map_opts opts = {.timeout_ms = 300};
@@ -288,6 +294,7 @@ Test(pard, times_out_a_hung_task_and_replaces_its_worker, .timeout = 60)
     cr_assert_eq(pard_map(c, "square", next_number, check_square, &t, NULL, NULL), 0);
     cr_assert_eq(t.wrong + t.errors, 0);
     pard_disconnect(c);
+    free(t.seen);
     test_daemon_stop(&d);
 }
 
@@ -314,7 +321,7 @@ Test(pard, returns_a_clear_error_when_the_daemon_is_killed, .timeout = 60)
     wait_workers(&d, 1);
     struct pard_client *c;
     cr_assert_eq(pard_connect(&c, d.socket), 0);
-    struct tally t;
+    struct tally t = {0};
     tally_init(&t, 1, true);
     t.in.fixed = "20000000"; /* 20 s: the map is blocked when the daemon dies */
     struct daemon_killer k = {.pid = d.pid};
@@ -347,6 +354,7 @@ Test(pard, returns_a_clear_error_when_the_daemon_is_killed, .timeout = 60)
     }
     get_stats(&d, &s);
     cr_assert_eq(s.pid, (uint32_t)d.pid, "the new daemon answers");
+    free(t.seen);
     test_daemon_stop(&d);
 }
 
