@@ -21,6 +21,8 @@
  *                coming free) and the 1 s stats timer
  *   stats.c      stats, list_workers and list_jobs replies
  *   supervise.c  --spawn: start, restart and stop worker processes
+ *   share.c      shared blocks: read-only memory a submitter offers to the
+ *                workers of its jobs
  *
  * Lifetimes. A session or a job is unlinked from every list and every
  * cross-reference the moment it closes or ends, and freed later: a session
@@ -83,11 +85,12 @@ static inline void pard__list_remove(struct pard__list *n)
     n->prev = n->next = n;
 }
 
-#define PARD__CONTAINER(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define PARD__CONTAINER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Iterate, allowing removal of the current element. */
 #define PARD__LIST_FOREACH_SAFE(pos, tmp, head)                                                    \
-    for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); (pos) = (tmp), (tmp) = (pos)->next)
+    for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head);                               \
+         (pos) = (tmp), (tmp) = (pos)->next)
 
 /* ======================================================================
  * Logging (log.c)
@@ -133,21 +136,22 @@ void pard__log(enum pard__log_level level, const char *fmt, ...)
 #define PARD__DRAIN_MS            2000u  /* closing: time to flush a last error */
 #define PARD__STOP_MS             2000u  /* shutdown: SIGTERM, then SIGKILL after this */
 #define PARD__WATCH_MS            10u    /* the watch timer's period */
+#define PARD__MAX_SHARES          1024u  /* shared blocks held at once */
 #define PARD__OUT_MAX             ((size_t)32 << 20) /* unsent bytes before we give up */
 
 struct pard__config {
-    const char *socket_arg;    /* --socket, or NULL */
+    const char *socket_arg; /* --socket, or NULL */
     enum pard__log_level log_level;
-    uint32_t spawn;            /* --spawn N (0: none) */
-    const char *worker_cmd;    /* --worker CMD */
-    bool worker_shell;         /* --worker-shell: run CMD with /bin/sh -c */
+    uint32_t spawn;                /* --spawn N (0: none) */
+    const char *worker_cmd;        /* --worker CMD */
+    bool worker_shell;             /* --worker-shell: run CMD with /bin/sh -c */
     enum pard_wait_mode wait_mode; /* for jobs that do not ask */
-    uint32_t max_frame;        /* largest frame body accepted from a client */
-    uint32_t max_clients;      /* connections at once */
-    uint32_t max_workers;      /* worker connections at once */
-    uint32_t max_jobs;         /* jobs at once */
-    uint64_t max_job_shm;      /* bytes of one job region */
-    uint64_t max_shm;          /* bytes of all job regions together */
+    uint32_t max_frame;            /* largest frame body accepted from a client */
+    uint32_t max_clients;          /* connections at once */
+    uint32_t max_workers;          /* worker connections at once */
+    uint32_t max_jobs;             /* jobs at once */
+    uint64_t max_job_shm;          /* bytes of one job region */
+    uint64_t max_shm;              /* bytes of all job regions together */
 };
 
 /* ======================================================================
@@ -164,6 +168,7 @@ struct pard__outbuf {
 };
 
 struct pard__job;
+struct pard__share;
 struct pard__child;
 struct pard__daemon;
 
@@ -171,34 +176,34 @@ struct pard__session {
     struct pard__list link;      /* in daemon.sessions, oldest first */
     struct pard__list reap_link; /* in daemon.reap while a deferred close is queued */
     struct pard__daemon *d;
-    uv_poll_t poll;              /* watches fd; data = this session */
-    int fd;                      /* the connection; closed in the close callback */
-    int poll_events;             /* what poll watches now (0: stopped) */
-    uint64_t id;                 /* client id, from 1 */
-    pid_t pid;                   /* SO_PEERCRED: trusted, unlike hello's pid */
-    uid_t uid;                   /* SO_PEERCRED */
+    uv_poll_t poll;  /* watches fd; data = this session */
+    int fd;          /* the connection; closed in the close callback */
+    int poll_events; /* what poll watches now (0: stopped) */
+    uint64_t id;     /* client id, from 1 */
+    pid_t pid;       /* SO_PEERCRED: trusted, unlike hello's pid */
+    uid_t uid;       /* SO_PEERCRED */
     int64_t connected_ns;
-    enum pard_role role;         /* from hello; NONE before */
-    bool greeted;                /* hello accepted */
-    bool closed;                 /* pard__session_close ran */
-    bool draining;               /* closing once the queue is flushed */
-    int64_t drain_deadline_ns;   /* ... or at this time, whichever first */
+    enum pard_role role;       /* from hello; NONE before */
+    bool greeted;              /* hello accepted */
+    bool closed;               /* pard__session_close ran */
+    bool draining;             /* closing once the queue is flushed */
+    int64_t drain_deadline_ns; /* ... or at this time, whichever first */
     char name[PARD_NAME_MAX + 1];
     struct pard_frame_reader reader;
     struct pard__outbuf *out_head, *out_tail;
-    size_t out_bytes;            /* queued, unsent */
+    size_t out_bytes; /* queued, unsent */
 
     /* Worker role. */
     uint32_t nfunctions;
     char (*functions)[PARD_NAME_MAX + 1]; /* heap, nfunctions entries */
-    struct pard__job *job;       /* the job served now, or NULL (idle) */
-    uint32_t lane;               /* its lane in job */
-    bool detach_sent;            /* we asked it to leave job */
-    bool timeout_killed;         /* we sent SIGKILL for a time limit */
-    uint64_t lane_done_base;     /* lane tasks_done when it joined */
-    uint64_t tasks_done;         /* over jobs it has left */
-    uint64_t refused_job;        /* a job it left on its own: do not re-offer */
-    struct pard__child *child;   /* when --spawn started it */
+    struct pard__job *job;                /* the job served now, or NULL (idle) */
+    uint32_t lane;                        /* its lane in job */
+    bool detach_sent;                     /* we asked it to leave job */
+    bool timeout_killed;                  /* we sent SIGKILL for a time limit */
+    uint64_t lane_done_base;              /* lane tasks_done when it joined */
+    uint64_t tasks_done;                  /* over jobs it has left */
+    uint64_t refused_job;                 /* a job it left on its own: do not re-offer */
+    struct pard__child *child;            /* when --spawn started it */
 };
 
 /* pard__session_new - adopt an accepted, non-blocking, close-on-exec socket.
@@ -253,24 +258,25 @@ bool pard__session_is_idle_worker(const struct pard__session *s);
  * ====================================================================== */
 
 struct pard__job {
-    struct pard__list link;          /* in daemon.jobs, oldest first (FIFO) */
+    struct pard__list link; /* in daemon.jobs, oldest first (FIFO) */
     struct pard__daemon *d;
-    uint64_t id;                     /* from 1 */
+    uint64_t id; /* from 1 */
     char function[PARD_NAME_MAX + 1];
     struct pard__session *submitter; /* NULL once its connection closed */
     uint32_t submitter_pid;
-    struct pard_job_geometry geo;    /* asked for (pending) / filled (live) */
-    uint32_t timeout_ms;             /* per task, 0 = none */
+    struct pard_job_geometry geo; /* asked for (pending) / filled (live) */
+    uint32_t timeout_ms;          /* per task, 0 = none */
     enum pard_wait_mode wait_mode;
     int64_t created_ns;
-    bool pending;                    /* waiting for --spawn workers to register */
+    bool pending; /* waiting for --spawn workers to register */
     int64_t pending_deadline_ns;
-    bool live;                       /* the region exists (shm is valid) */
-    bool ended;                      /* job_end, or the submitter left */
-    struct pard_job shm;             /* our view of the region */
-    uint64_t shm_bytes;              /* region size, counted in daemon.shm_bytes */
-    struct pard__session **owner;    /* per lane: the worker holding it, or NULL */
-    uint32_t nattached;              /* non-NULL entries of owner */
+    bool live;                    /* the region exists (shm is valid) */
+    bool ended;                   /* job_end, or the submitter left */
+    struct pard_job shm;          /* our view of the region */
+    uint64_t shm_bytes;           /* region size, counted in daemon.shm_bytes */
+    struct pard__share *share;    /* the shared block it names (a reference), or NULL */
+    struct pard__session **owner; /* per lane: the worker holding it, or NULL */
+    uint32_t nattached;           /* non-NULL entries of owner */
 };
 
 /* Message handlers (the session checked the role where it matters). */
@@ -314,6 +320,33 @@ uint64_t pard__jobs_delivered(const struct pard__daemon *d);
 bool pard__jobs_watch_needed(const struct pard__daemon *d);
 
 /* ======================================================================
+ * Shared blocks (share.c)
+ * ====================================================================== */
+
+struct pard__share {
+    struct pard__list link; /* in daemon.shares */
+    struct pard__daemon *d;
+    uint64_t handle;             /* from 1 */
+    int fd;                      /* the block's descriptor (close-on-exec) */
+    uint64_t size;               /* bytes (fstat) */
+    struct pard__session *owner; /* the submitter offering it; NULL once withdrawn */
+    uint32_t refs;               /* jobs naming it */
+};
+
+/* pard__share_msg - a submitter's `share`; takes *fd (sets it to -1). */
+void pard__share_msg(struct pard__session *s, const struct pard_msg_share *m, int *fd);
+void pard__unshare_msg(struct pard__session *s, uint64_t handle);
+/* pard__shares_owner_gone - a submitter left: withdraw its blocks. */
+void pard__shares_owner_gone(struct pard__session *s);
+/* pard__share_get - s's block `handle`, with a reference, or NULL. */
+struct pard__share *pard__share_get(struct pard__session *s, uint64_t handle);
+/* pard__share_put - drop a reference (NULL is fine). */
+void pard__share_put(struct pard__share *sh);
+/* pard__share_send - send w the block (`share` with its descriptor). */
+int pard__share_send(struct pard__session *w, const struct pard__share *sh);
+void pard__shares_free_all(struct pard__daemon *d);
+
+/* ======================================================================
  * Timers (watch.c) and replies (stats.c)
  * ====================================================================== */
 
@@ -349,16 +382,16 @@ void pard__listen_cleanup(struct pard__daemon *d);
 
 struct pard__child {
     struct pard__daemon *d;
-    unsigned index;        /* 0 .. spawn-1, for log lines */
-    uv_process_t proc;     /* valid while proc_open */
-    uv_timer_t timer;      /* restart back-off */
-    bool proc_open;        /* proc is initialised and not yet closed */
-    bool running;          /* spawned and not yet exited */
-    bool registered;       /* a worker connection with its pid registered */
-    bool restart_pending;  /* timer armed */
+    unsigned index;       /* 0 .. spawn-1, for log lines */
+    uv_process_t proc;    /* valid while proc_open */
+    uv_timer_t timer;     /* restart back-off */
+    bool proc_open;       /* proc is initialised and not yet closed */
+    bool running;         /* spawned and not yet exited */
+    bool registered;      /* a worker connection with its pid registered */
+    bool restart_pending; /* timer armed */
     pid_t pid;
     int64_t started_ns;
-    uint32_t backoff_ms;   /* delay before the next restart */
+    uint32_t backoff_ms; /* delay before the next restart */
     uint64_t restarts;
 };
 
@@ -392,19 +425,19 @@ struct pard__daemon {
     /* listen.c */
     char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     char lock_path[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
-    int listen_fd;          /* -1 when closed */
-    int lock_fd;            /* -1 when not held */
-    bool socket_bound;      /* we created the socket file */
-    bool listen_poll_open;  /* listen_poll initialised and not closed */
+    int listen_fd;         /* -1 when closed */
+    int lock_fd;           /* -1 when not held */
+    bool socket_bound;     /* we created the socket file */
+    bool listen_poll_open; /* listen_poll initialised and not closed */
     uv_poll_t listen_poll;
     uv_timer_t accept_timer; /* back-off after EMFILE */
 
     /* session.c */
     struct pard__list sessions;
-    struct pard__list reap;  /* sessions waiting for a deferred close */
+    struct pard__list reap; /* sessions waiting for a deferred close */
     uv_idle_t reaper;
     uint32_t nsessions;
-    uint32_t nworkers;       /* greeted worker sessions */
+    uint32_t nworkers; /* greeted worker sessions */
     uint64_t next_client_id;
     struct pard_msg *msg_in;  /* decoded frame (large: heap) */
     struct pard_msg *msg_out; /* message being built (large: heap) */
@@ -415,7 +448,13 @@ struct pard__daemon {
     struct pard__list jobs;
     uint32_t njobs;
     uint64_t next_job_id;
-    uint64_t shm_bytes;       /* sum of live regions */
+    uint64_t shm_bytes; /* sum of live regions */
+
+    /* share.c */
+    struct pard__list shares;
+    uint32_t nshares;
+    uint64_t share_bytes; /* sum of held shared blocks */
+    uint64_t next_share_handle;
 
     /* statistics */
     uint64_t done_finished;     /* delivered by freed jobs */
@@ -437,15 +476,15 @@ struct pard__daemon {
     char **worker_argv;
     char *worker_argv_buf;
     char **worker_env;
-    char *worker_env_own;    /* our PARD_SOCKET=... entry of worker_env */
+    char *worker_env_own; /* our PARD_SOCKET=... entry of worker_env */
     uv_timer_t stop_timer;
     bool stop_timer_open;
 
     /* main.c */
     uv_signal_t sig_term;
     uv_signal_t sig_int;
-    bool stopping;  /* the shutdown sequence has begun */
-    bool finished;  /* the last handles are closing */
+    bool stopping; /* the shutdown sequence has begun */
+    bool finished; /* the last handles are closing */
 };
 
 /* pard__shutdown - begin the shutdown sequence (idempotent). */

@@ -82,6 +82,24 @@ static bool any_worker_serves(struct pard__daemon *d, const char *function)
     return false;
 }
 
+/*
+ * Workers may yet come: supervised children not registered yet, or
+ * connected workers between their hello and their register. A submit then
+ * waits (up to PARD__PENDING_MS) instead of failing with ENOFUNC.
+ */
+static bool workers_starting(struct pard__daemon *d)
+{
+    if (pard__supervise_starting(d))
+        return true;
+    struct pard__list *pos;
+    for (pos = d->sessions.next; pos != &d->sessions; pos = pos->next) {
+        struct pard__session *s = PARD__CONTAINER(pos, struct pard__session, link);
+        if (!s->closed && s->greeted && s->role == PARD_ROLE_WORKER && s->nfunctions == 0)
+            return true;
+    }
+    return false;
+}
+
 static bool job_running(const struct pard__job *j)
 {
     /* Acquire: pairs with whoever set CANCELLED (us, or a stray writer). */
@@ -144,6 +162,7 @@ static void job_unlink_free(struct pard__job *j)
         d->shm_bytes -= j->shm_bytes;
         pard_job_close(&j->shm);
     }
+    pard__share_put(j->share);
     free(j->owner);
     free(j);
 }
@@ -214,9 +233,8 @@ static void job_end(struct pard__job *j, const char *why)
         w->detach_sent = true;
         pard__session_send(w, m, -1);
     }
-    pard__log_info("job %llu (%s) ended: %s; %llu task%s delivered%s",
-                   (unsigned long long)j->id, j->function, why,
-                   (unsigned long long)atomic_load(&j->shm.ctl->delivered),
+    pard__log_info("job %llu (%s) ended: %s; %llu task%s delivered%s", (unsigned long long)j->id,
+                   j->function, why, (unsigned long long)atomic_load(&j->shm.ctl->delivered),
                    atomic_load(&j->shm.ctl->delivered) == 1 ? "" : "s",
                    j->nattached ? "; waiting for its workers to detach" : "");
     job_maybe_free(j);
@@ -282,8 +300,8 @@ void pard__job_cancel_msg(struct pard__session *s, uint64_t job_id)
                                                     PARD_JOB_CANCELLED, memory_order_acq_rel,
                                                     memory_order_acquire)) {
             ring_all(j);
-            pard__log_info("job %llu (%s) cancelled by %s", (unsigned long long)j->id,
-                           j->function, pard__session_desc(s));
+            pard__log_info("job %llu (%s) cancelled by %s", (unsigned long long)j->id, j->function,
+                           pard__session_desc(s));
         }
     }
     struct pard_msg *m = d->msg_out;
@@ -336,8 +354,7 @@ void pard__job_detached_msg(struct pard__session *w, uint64_t job_id)
             w->refused_job = j->id;
             pard__log_warn("%s left job %llu (%s) on its own; its lane %u goes back to the "
                            "submitter, and it will not be offered this job again",
-                           pard__session_desc(w), (unsigned long long)j->id, j->function,
-                           w->lane);
+                           pard__session_desc(w), (unsigned long long)j->id, j->function, w->lane);
         } else {
             pard__log_debug("%s left cancelled job %llu", pard__session_desc(w),
                             (unsigned long long)j->id);
@@ -404,12 +421,16 @@ static bool assign(struct pard__session *w, struct pard__job *j, uint32_t lane)
     w->timeout_killed = false;
     w->lane_done_base = atomic_load_explicit(&ctl->tasks_done, memory_order_relaxed);
 
+    /* The job's shared block goes first: the attach names it. */
+    if (j->share)
+        pard__share_send(w, j->share);
     struct pard_msg *m = w->d->msg_out;
     pard_msg_init(m, PARD_MSG_ATTACH);
     m->attach.job_id = j->id;
     m->attach.lane = lane;
     m->attach.timeout_ms = j->timeout_ms;
     m->attach.wait_mode = j->wait_mode;
+    m->attach.shared = j->share ? j->share->handle : 0;
     snprintf(m->attach.function, sizeof(m->attach.function), "%s", j->function);
     pard__log_info("%s joins job %llu (%s) on lane %u", pard__session_desc(w),
                    (unsigned long long)j->id, j->function, lane);
@@ -451,13 +472,13 @@ static bool job_activate(struct pard__job *j)
     struct pard__daemon *d = j->d;
     struct pard__session *s = j->submitter;
     uint64_t size = pard_job_region_size(&j->geo);
-    if (d->shm_bytes + size > d->cfg.max_shm) {
+    if (d->shm_bytes + d->share_bytes + size > d->cfg.max_shm) {
         pard__session_send_error(s, -PARD_ELIMIT, 0,
                                  "job for %s needs %s of shared memory, but jobs already hold %s "
                                  "of the %s allowed (--max-shm); wait for jobs to finish, or ask "
                                  "for smaller arenas or fewer lanes",
                                  j->function, pard__fmt_bytes(size, 0),
-                                 pard__fmt_bytes(d->shm_bytes, 1),
+                                 pard__fmt_bytes(d->shm_bytes + d->share_bytes, 1),
                                  pard__fmt_bytes(d->cfg.max_shm, 2));
         job_end(j, "over the shared memory limit");
         return false;
@@ -498,10 +519,12 @@ static bool job_activate(struct pard__job *j)
     m->job.lanes = j->geo.lanes;
     snprintf(m->job.function, sizeof(m->job.function), "%s", j->function);
     pard__session_send(s, m, j->shm.region.fd);
-    pard__log_info("job %llu (%s) submitted by %s: %u lanes, %s of shared memory%s%s",
+    char limit[48] = "";
+    if (j->timeout_ms)
+        snprintf(limit, sizeof(limit), ", task time limit %u ms", j->timeout_ms);
+    pard__log_info("job %llu (%s) submitted by %s: %u lanes, %s of shared memory%s",
                    (unsigned long long)j->id, j->function, pard__session_desc(s), j->geo.lanes,
-                   pard__fmt_bytes(j->shm_bytes, 0), j->timeout_ms ? ", task time limit " : "",
-                   j->timeout_ms ? "set" : "");
+                   pard__fmt_bytes(j->shm_bytes, 0), limit);
     return true;
 }
 
@@ -512,8 +535,7 @@ static void reply_enofunc(struct pard__session *s, const char *function, bool wa
                              "registers it (it finds this daemon through $PARD_SOCKET or "
                              "--socket), or run pard with --spawn N --worker 'PROGRAM ARGS'",
                              function,
-                             waited ? " (the workers started by --spawn did not register it)"
-                                    : "");
+                             waited ? " (the workers started by --spawn did not register it)" : "");
 }
 
 void pard__job_submit(struct pard__session *s, const struct pard_msg_submit *sub)
@@ -554,8 +576,17 @@ void pard__job_submit(struct pard__session *s, const struct pard_msg_submit *sub
                                  pard__fmt_bytes(d->cfg.max_job_shm, 1));
         return;
     }
+    struct pard__share *share = NULL;
+    if (sub->shared && !(share = pard__share_get(s, sub->shared))) {
+        pard__session_send_error(s, -ENOENT, 0,
+                                 "the job names shared block %llu, which you do not share (it "
+                                 "was unshared, or never shared on this connection)",
+                                 (unsigned long long)sub->shared);
+        return;
+    }
     bool served = any_worker_serves(d, sub->function);
-    if (!served && !pard__supervise_starting(d)) {
+    if (!served && !workers_starting(d)) {
+        pard__share_put(share);
         reply_enofunc(s, sub->function, false);
         pard__log_info("%s asked for %s, which no worker serves", pard__session_desc(s),
                        sub->function);
@@ -563,9 +594,11 @@ void pard__job_submit(struct pard__session *s, const struct pard_msg_submit *sub
     }
     struct pard__job *j = calloc(1, sizeof(*j));
     if (!j) {
+        pard__share_put(share);
         pard__session_send_error(s, -ENOMEM, 0, "out of memory");
         return;
     }
+    j->share = share;
     j->d = d;
     j->id = ++d->next_job_id;
     snprintf(j->function, sizeof(j->function), "%s", sub->function);
@@ -634,8 +667,8 @@ static void check_timeouts(struct pard__job *j, int64_t now)
         pard__log_warn("job %llu (%s): task %llu has run %lld ms on %s, over the job's limit of "
                        "%u ms; killing that worker%s",
                        (unsigned long long)j->id, j->function, (unsigned long long)task,
-                       (long long)((now - started) / 1000000), pard__session_desc(w),
-                       j->timeout_ms, w->child ? " (--spawn starts a replacement)" : "");
+                       (long long)((now - started) / 1000000), pard__session_desc(w), j->timeout_ms,
+                       w->child ? " (--spawn starts a replacement)" : "");
         /* The pid from SO_PEERCRED, never the one in shared memory. Its
          * socket's EOF then marks the lane DEAD (see worker_gone). */
         if (w->pid > 1 && w->pid != w->d->pid) {
@@ -652,7 +685,7 @@ static void check_timeouts(struct pard__job *j, int64_t now)
 
 void pard__jobs_check(struct pard__daemon *d, int64_t now)
 {
-    bool starting = pard__supervise_starting(d);
+    bool starting = workers_starting(d);
     struct pard__list *pos, *tmp;
     PARD__LIST_FOREACH_SAFE(pos, tmp, &d->jobs)
     {
@@ -671,16 +704,38 @@ void pard__jobs_check(struct pard__daemon *d, int64_t now)
     }
 }
 
+/* A lane nobody holds that is not FREE yet: a dead worker's, waiting for
+ * the submitter to reclaim it. Only the watch timer can see it come FREE. */
+static bool has_lane_to_reclaim(const struct pard__job *j)
+{
+    for (uint32_t i = 0; i < j->geo.lanes; i++)
+        if (!j->owner[i] && atomic_load_explicit(&pard__job_lane_ctl(j, i)->state,
+                                                 memory_order_relaxed) != PARD_LANE_FREE)
+            return true;
+    return false;
+}
+
+/* An idle worker could join j once a lane comes free. */
+static bool idle_worker_for(const struct pard__daemon *d, const struct pard__job *j)
+{
+    const struct pard__list *pos;
+    for (pos = d->sessions.next; pos != &d->sessions; pos = pos->next) {
+        const struct pard__session *w = PARD__CONTAINER(pos, struct pard__session, link);
+        if (pard__session_is_idle_worker(w) && w->refused_job != j->id &&
+            pard__worker_serves(w, j->function))
+            return true;
+    }
+    return false;
+}
+
 bool pard__jobs_watch_needed(const struct pard__daemon *d)
 {
-    bool idle = false;
     const struct pard__list *pos;
-    for (pos = d->sessions.next; pos != &d->sessions && !idle; pos = pos->next)
-        idle = pard__session_is_idle_worker(PARD__CONTAINER(pos, struct pard__session, link));
     for (pos = d->jobs.next; pos != &d->jobs; pos = pos->next) {
         const struct pard__job *j = PARD__CONTAINER(pos, struct pard__job, link);
-        if (j->pending || (j->live && j->timeout_ms > 0 && j->nattached > 0) ||
-            (idle && job_running(j)))
+        if (j->pending || (j->live && j->timeout_ms > 0 && j->nattached > 0))
+            return true;
+        if (job_running(j) && has_lane_to_reclaim(j) && idle_worker_for(d, j))
             return true;
     }
     return false;
@@ -692,17 +747,22 @@ bool pard__jobs_watch_needed(const struct pard__daemon *d)
 
 void pard__jobs_shutdown(struct pard__daemon *d)
 {
-    struct pard__list *pos;
-    for (pos = d->jobs.next; pos != &d->jobs; pos = pos->next) {
+    struct pard__list *pos, *tmp;
+    PARD__LIST_FOREACH_SAFE(pos, tmp, &d->jobs)
+    {
         struct pard__job *j = PARD__CONTAINER(pos, struct pard__job, link);
-        if (!j->live)
+        j->ended = true; /* no detach messages: every connection is closing */
+        if (!j->live) {
+            job_unlink_free(j); /* pending: its submitter hears of the shutdown */
             continue;
+        }
         /* CANCELLED first (a submitter returns -PARD_ECANCELED), then ENDED
          * (workers leave); each change is rung. */
         atomic_store_explicit(&j->shm.ctl->state, PARD_JOB_CANCELLED, memory_order_release);
         ring_all(j);
         atomic_store_explicit(&j->shm.ctl->state, PARD_JOB_ENDED, memory_order_release);
         ring_all(j);
+        job_maybe_free(j);
     }
 }
 

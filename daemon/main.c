@@ -91,8 +91,9 @@ static void usage(FILE *f)
             "  --max-workers N      worker connections at once (default %u)\n"
             "  --max-jobs N         jobs at once (default %u)\n"
             "  --max-job-shm SIZE   shared memory of one job (default 1G)\n"
-            "  --max-shm SIZE       shared memory of all jobs together (default: half of\n"
-            "                       /dev/shm)\n"
+            "  --max-shm SIZE       shared memory of all jobs and shared blocks (pard_share)\n"
+            "                       together (default: half of /dev/shm); at most %u\n"
+            "                       shared blocks are held at once\n"
             "  Over a limit, a client gets a clear error (limit reached, or too big); the\n"
             "  daemon carries on.\n"
             "\n"
@@ -105,7 +106,7 @@ static void usage(FILE *f)
             "serves the socket, the socket cannot be created, a worker cannot be started),\n"
             "2 for a bad option.\n",
             PARD_FRAME_MAX, PARD_FRAME_MAX_LIMIT, PARD__DEFAULT_MAX_CLIENTS,
-            PARD__DEFAULT_MAX_WORKERS, PARD__DEFAULT_MAX_JOBS);
+            PARD__DEFAULT_MAX_WORKERS, PARD__DEFAULT_MAX_JOBS, PARD__MAX_SHARES);
 }
 
 static int bad_option(const char *opt, const char *val, const char *why)
@@ -137,11 +138,28 @@ static int parse_size(const char *opt, const char *s, uint64_t min, uint64_t *ou
         return bad_option(opt, s, "expected a size such as 512M or 2G");
     unsigned shift = 0;
     switch (*end) {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        shift = 40;
+        end++;
+        break;
+    default:
+        break;
     }
     if (*end == 'i' || *end == 'I')
         end++;
@@ -323,6 +341,7 @@ void pard__shutdown(struct pard__daemon *d, const char *why)
         pard__session_close(s, "pard is shutting down");
     }
     pard__jobs_free_all(d);
+    pard__shares_free_all(d);
     uv_close((uv_handle_t *)&d->reaper, NULL);
     pard__supervise_stop(d); /* calls pard__shutdown_finish when done */
 }
@@ -381,11 +400,13 @@ int main(int argc, char **argv)
     pard__list_init(&d->sessions);
     pard__list_init(&d->reap);
     pard__list_init(&d->jobs);
+    pard__list_init(&d->shares);
 
     rc = pard_socket_path(d->cfg.socket_arg, d->socket_path, sizeof(d->socket_path));
     if (rc != 0) {
-        fprintf(stderr, "pard: the socket path is too long (at most %zu bytes); use a shorter "
-                        "--socket\n",
+        fprintf(stderr,
+                "pard: the socket path is too long (at most %zu bytes); use a shorter "
+                "--socket\n",
                 sizeof(d->socket_path) - 1);
         return 1;
     }
@@ -441,9 +462,8 @@ int main(int argc, char **argv)
                        d->socket_path);
         pard__log_debug("limits: frame %u bytes, %u clients, %u workers, %u jobs, %s per job, "
                         "%s in total",
-                        d->cfg.max_frame, d->cfg.max_clients, d->cfg.max_workers,
-                        d->cfg.max_jobs, pard__fmt_bytes(d->cfg.max_job_shm, 0),
-                        pard__fmt_bytes(d->cfg.max_shm, 1));
+                        d->cfg.max_frame, d->cfg.max_clients, d->cfg.max_workers, d->cfg.max_jobs,
+                        pard__fmt_bytes(d->cfg.max_job_shm, 0), pard__fmt_bytes(d->cfg.max_shm, 1));
         if ((rc = pard__supervise_start(d)) != 0) {
             d->exit_code = 1;
             pard__shutdown(d, "the workers could not be started");

@@ -13,6 +13,9 @@
  * on UV_WRITABLE. A client that lets PARD__OUT_MAX bytes pile up is
  * dropped.
  *
+ * Descriptors. Only `share` brings one we keep (share.c); any other that
+ * comes with a frame is closed once the frame is handled.
+ *
  * Protocol. The first frame must be hello with our version; every frame
  * after it must carry our version too. A frame that does not decode, a
  * message the role may not send, or one only the daemon sends, gets an
@@ -160,8 +163,10 @@ void pard__session_close(struct pard__session *s, const char *why)
         d->nworkers--;
     if (s->role == PARD_ROLE_WORKER)
         pard__jobs_worker_gone(s);
-    if (s->role == PARD_ROLE_SUBMITTER)
+    if (s->role == PARD_ROLE_SUBMITTER) {
         pard__jobs_submitter_gone(s);
+        pard__shares_owner_gone(s);
+    }
     free_outq(s);
     pard_frame_reader_destroy(&s->reader);
     free(s->functions);
@@ -238,8 +243,8 @@ static int queue_bytes(struct pard__session *s, const uint8_t *buf, size_t len, 
         if (ob->fd < 0) {
             int err = -errno;
             free(ob);
-            pard__log_error("cannot duplicate a job descriptor for %s: %s",
-                            pard__session_desc(s), strerror(-err));
+            pard__log_error("cannot duplicate a job descriptor for %s: %s", pard__session_desc(s),
+                            strerror(-err));
             pard__session_close_later(s, "cannot queue a descriptor");
             return err;
         }
@@ -386,15 +391,14 @@ static void on_hello(struct pard__session *s, const struct pard_msg_hello *h)
     snprintf(m->welcome.version_string, sizeof(m->welcome.version_string), "%s",
              PARD__VERSION_STRING);
     pard__session_send(s, m, -1);
-    enum pard__log_level level =
-        s->role == PARD_ROLE_CONTROL ? PARD__LOG_DEBUG : PARD__LOG_INFO;
+    enum pard__log_level level = s->role == PARD_ROLE_CONTROL ? PARD__LOG_DEBUG : PARD__LOG_INFO;
     if (pard__log_enabled(level))
         pard__log(level, "%s connected", pard__session_desc(s));
 }
 
 static void on_register(struct pard__session *s, const struct pard_msg_register *r)
 {
-    char (*fns)[PARD_NAME_MAX + 1] = malloc(r->nfunctions * sizeof(*fns));
+    char(*fns)[PARD_NAME_MAX + 1] = malloc(r->nfunctions * sizeof(*fns));
     if (!fns) {
         pard__session_fail(s, -ENOMEM, "out of memory registering %u functions", r->nfunctions);
         return;
@@ -426,12 +430,13 @@ static bool role_is(struct pard__session *s, enum pard_role role, const struct p
     if (s->role == role)
         return true;
     pard__session_fail(s, -PARD_EPROTO, "%s is for %ss, and this connection said it is a %s",
-                       pard_msg_type_name(m->type), pard_role_name(role),
-                       pard_role_name(s->role));
+                       pard_msg_type_name(m->type), pard_role_name(role), pard_role_name(s->role));
     return false;
 }
 
-static void dispatch(struct pard__session *s, const void *body, size_t len)
+/* Decode and handle one frame; *fd is the descriptor that came with it
+ * (a handler that keeps it sets it to -1). */
+static void dispatch(struct pard__session *s, const void *body, size_t len, int *fd)
 {
     struct pard__daemon *d = s->d;
     struct pard_msg *m = d->msg_in;
@@ -486,6 +491,14 @@ static void dispatch(struct pard__session *s, const void *body, size_t len)
     case PARD_MSG_LIST_JOBS:
         pard__list_jobs_reply(s);
         break;
+    case PARD_MSG_SHARE:
+        if (role_is(s, PARD_ROLE_SUBMITTER, m))
+            pard__share_msg(s, &m->share, fd);
+        break;
+    case PARD_MSG_UNSHARE:
+        if (role_is(s, PARD_ROLE_SUBMITTER, m))
+            pard__unshare_msg(s, m->unshare.handle);
+        break;
     case PARD_MSG_SHUTDOWN:
         if (role_is(s, PARD_ROLE_CONTROL, m)) {
             struct pard_msg *ok = d->msg_out;
@@ -499,15 +512,17 @@ static void dispatch(struct pard__session *s, const void *body, size_t len)
         if (s->role == PARD_ROLE_WORKER)
             pard__job_worker_error(s, &m->error);
         else
-            pard__log_warn("%s reports an error: %s (%s)", pard__session_desc(s),
-                           m->error.message, pard_strerror(m->error.code));
+            pard__log_warn("%s reports an error: %s (%s)", pard__session_desc(s), m->error.message,
+                           pard_strerror(m->error.code));
         break;
     case PARD_MSG_OK:
         break; /* an acknowledgement we did not ask for: harmless */
+    case PARD_MSG_HELLO:
+        pard__session_fail(s, -PARD_EPROTO, "a second hello on one connection");
+        break;
     default:
-        pard__session_fail(s, -PARD_EPROTO, "unexpected message %s (only the daemon sends it%s)",
-                           pard_msg_type_name(m->type),
-                           m->type == PARD_MSG_HELLO ? ", or it was a second hello" : "");
+        pard__session_fail(s, -PARD_EPROTO, "unexpected message %s: only the daemon sends it",
+                           pard_msg_type_name(m->type));
         break;
     }
 }
@@ -554,9 +569,9 @@ static void read_some(struct pard__session *s)
         int fd;
         while (!s->closed && !s->draining &&
                (rc = pard_frame_reader_next(&s->reader, &body, &len, &fd)) == 1) {
+            dispatch(s, body, len, &fd);
             if (fd >= 0)
-                close(fd); /* clients have no reason to send us descriptors */
-            dispatch(s, body, len);
+                close(fd); /* only `share` brings a descriptor we keep */
         }
         if (rc == -PARD_ETOOBIG)
             pard__session_fail(s, -PARD_ETOOBIG,

@@ -22,7 +22,8 @@ void pard__stats_reply(struct pard__session *s)
     const struct pard__list *pos;
     for (pos = d->sessions.next; pos != &d->sessions; pos = pos->next) {
         const struct pard__session *w = PARD__CONTAINER(pos, struct pard__session, link);
-        if (!w->greeted || w->role != PARD_ROLE_WORKER)
+        /* A worker counts once it has registered: before, it serves nothing. */
+        if (!w->greeted || w->role != PARD_ROLE_WORKER || w->nfunctions == 0)
             continue;
         r->workers++;
         if (pard__session_is_idle_worker(w))

@@ -138,9 +138,8 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal)
     uv_close((uv_handle_t *)p, on_proc_closed);
     enum pard__log_level level = d->stopping ? PARD__LOG_INFO : PARD__LOG_WARN;
     if (term_signal)
-        pard__log(level, "worker %u (pid %d) was killed by signal %d (%s) after %lld ms",
-                  c->index, (int)c->pid, term_signal, strsignal(term_signal),
-                  (long long)(ran / 1000000));
+        pard__log(level, "worker %u (pid %d) was killed by signal %d (%s) after %lld ms", c->index,
+                  (int)c->pid, term_signal, strsignal(term_signal), (long long)(ran / 1000000));
     else
         pard__log(level, "worker %u (pid %d) exited with status %lld after %lld ms", c->index,
                   (int)c->pid, (long long)status, (long long)(ran / 1000000));
@@ -299,8 +298,7 @@ void pard__supervise_stop(struct pard__daemon *d)
         stop_done(d);
         return;
     }
-    pard__log_info("waiting up to %u ms for the workers started by --spawn to stop",
-                   PARD__STOP_MS);
+    pard__log_info("waiting up to %u ms for the workers started by --spawn to stop", PARD__STOP_MS);
     uv_timer_start(&d->stop_timer, on_stop_timer, PARD__STOP_MS, 0);
 }
 

@@ -74,6 +74,7 @@ static inline void sample_msg(struct pard_msg *m, enum pard_msg_type type, int b
         m->submit.output_arena = (1ull << 20) + 5;
         m->submit.max_lanes = 16;
         m->submit.window = big ? UINT32_MAX : 100000;
+        m->submit.shared = big ? UINT64_MAX : 9;
         break;
     case PARD_MSG_JOB:
         m->job.job_id = 123456789012ull;
@@ -86,6 +87,7 @@ static inline void sample_msg(struct pard_msg *m, enum pard_msg_type type, int b
         sample_name(m->attach.function, big ? PARD_NAME_MAX : 4, 4);
         m->attach.timeout_ms = 2500;
         m->attach.wait_mode = PARD_WAIT_BLOCK;
+        m->attach.shared = big ? 12 : 0;
         break;
     case PARD_MSG_DETACH:
         m->detach.job_id = 41;
@@ -144,6 +146,13 @@ static inline void sample_msg(struct pard_msg *m, enum pard_msg_type type, int b
             strcpy(j->state, i % 2 ? "draining" : "running");
             j->age_ms = 1100 + i;
         }
+        break;
+    case PARD_MSG_SHARE:
+        m->share.handle = big ? 77 : 0;
+        m->share.size = 1 << 20;
+        break;
+    case PARD_MSG_UNSHARE:
+        m->unshare.handle = 78;
         break;
     case PARD_MSG_STATS:
     case PARD_MSG_LIST_WORKERS:

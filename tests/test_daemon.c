@@ -9,6 +9,9 @@
  * workers are this process or forked children, so they can be killed for
  * real. Nothing here depends on how fast the machine is: every wait polls
  * for a state with a generous deadline.
+ *
+ * PARD_TEST_VALGRIND=1 runs each daemon under valgrind's memcheck; every
+ * test that stops its daemon then also checks that it leaked nothing.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -30,9 +33,9 @@
 #include "pard/job.h"
 #include "pard/proto.h"
 
-#define PARD_BIN   PARD_BUILD_DIR "/daemon/pard"
-#define WAIT_MS    10000 /* the longest any single wait may take */
-#define TIMEOUT_S  60
+#define PARD_BIN  PARD_BUILD_DIR "/daemon/pard"
+#define WAIT_MS   10000 /* the longest any single wait may take */
+#define TIMEOUT_S 60
 
 /* ======================================================================
  * Helpers: a daemon
@@ -45,8 +48,19 @@ struct daemon {
     char log[128];
 };
 
-static struct daemon *started[8];
-static unsigned nstarted;
+/* Every daemon a test starts lives here, so that the suite's .fini can
+ * kill it and remove its directory even when an assertion cut the test
+ * short (the test's own stack is gone by then). */
+static struct daemon pool[8];
+static unsigned npool;
+
+static struct daemon *daemon_new(void)
+{
+    cr_assert(npool < sizeof(pool) / sizeof(pool[0]), "too many daemons in one test");
+    struct daemon *d = &pool[npool++];
+    memset(d, 0, sizeof(*d));
+    return d;
+}
 
 static void sleep_ms(int ms)
 {
@@ -74,14 +88,23 @@ static int dial(const char *path)
  * wait for it. Its stdout and stderr go to d->log. */
 static pid_t spawn_pard(const struct daemon *d, const char *const *extra)
 {
-    const char *argv[32];
+    const char *argv[40];
     int n = 0;
+    /* PARD_TEST_VALGRIND=1 runs every daemon under memcheck: a leak or an
+     * error makes its exit status 3, which the tests check. */
+    const char *vg = getenv("PARD_TEST_VALGRIND");
+    if (vg && *vg && strcmp(vg, "0") != 0) {
+        argv[n++] = "valgrind";
+        argv[n++] = "-q";
+        argv[n++] = "--leak-check=full";
+        argv[n++] = "--error-exitcode=3";
+    }
     argv[n++] = PARD_BIN;
     argv[n++] = "--socket";
     argv[n++] = d->sock;
     argv[n++] = "--log-level";
     argv[n++] = "debug";
-    for (int i = 0; extra && extra[i] && n < 30; i++)
+    for (int i = 0; extra && extra[i] && n < 38; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
     pid_t pid = fork();
@@ -93,7 +116,7 @@ static pid_t spawn_pard(const struct daemon *d, const char *const *extra)
             dup2(fd, STDOUT_FILENO);
             dup2(fd, STDERR_FILENO);
         }
-        execv(PARD_BIN, (char *const *)argv);
+        execvp(argv[0], (char *const *)argv);
         _exit(127);
     }
     return pid;
@@ -107,8 +130,6 @@ static void daemon_start_in(struct daemon *d, const char *const *extra)
         cr_assert(mkdtemp(d->dir) != NULL, "mkdtemp: %s", strerror(errno));
         snprintf(d->sock, sizeof(d->sock), "%s/pard.sock", d->dir);
         snprintf(d->log, sizeof(d->log), "%s/pard.log", d->dir);
-        if (nstarted < sizeof(started) / sizeof(started[0]))
-            started[nstarted++] = d;
     }
     d->pid = spawn_pard(d, extra);
     for (int waited = 0;; waited += 10) {
@@ -194,15 +215,16 @@ static void remove_tree(const char *dir)
 /* After each test: kill what is left, remove the directories. */
 static void cleanup(void)
 {
-    for (unsigned i = 0; i < nstarted; i++) {
-        struct daemon *d = started[i];
+    for (unsigned i = 0; i < npool; i++) {
+        struct daemon *d = &pool[i];
         if (d->pid > 0) {
             kill(d->pid, SIGKILL);
             waitpid(d->pid, NULL, 0);
         }
-        remove_tree(d->dir);
+        if (d->dir[0])
+            remove_tree(d->dir);
     }
-    nstarted = 0;
+    npool = 0;
 }
 
 /* ======================================================================
@@ -348,8 +370,8 @@ static struct pard_lane_ctl *lane_ctl(const struct pard_job *job, uint32_t i)
 static void wait_lane_state(struct pard_lane_ctl *ctl, uint32_t state)
 {
     for (int waited = 0; atomic_load(&ctl->state) != state; waited++) {
-        cr_assert(waited < WAIT_MS, "lane state stayed %u, expected %u",
-                  atomic_load(&ctl->state), state);
+        cr_assert(waited < WAIT_MS, "lane state stayed %u, expected %u", atomic_load(&ctl->state),
+                  state);
         sleep_ms(1);
     }
 }
@@ -378,24 +400,24 @@ TestSuite(daemon, .fini = cleanup, .timeout = TIMEOUT_S);
 
 Test(daemon, welcomes_a_client_that_says_hello)
 {
-    struct daemon d = {0};
-    daemon_start(&d);
+    struct daemon *d = daemon_new();
+    daemon_start(d);
     struct conn c;
-    conn_hello(&c, &d, PARD_ROLE_CONTROL);
-    cr_assert_eq(c.m->welcome.daemon_pid, (uint32_t)d.pid);
+    conn_hello(&c, d, PARD_ROLE_CONTROL);
+    cr_assert_eq(c.m->welcome.daemon_pid, (uint32_t)d->pid);
     cr_assert(c.m->welcome.client_id >= 1);
     cr_assert_str_eq(c.m->welcome.version_string, "pard 0.1.0");
     cr_assert_eq(pard_msg_check_version(c.m), 0);
     conn_close(&c);
-    daemon_term_ok(&d);
+    daemon_term_ok(d);
 }
 
 Test(daemon, refuses_a_hello_with_another_protocol_version)
 {
-    struct daemon d = {0};
-    daemon_start(&d);
+    struct daemon *d = daemon_new();
+    daemon_start(d);
     struct conn c;
-    conn_raw(&c, &d);
+    conn_raw(&c, d);
     pard_msg_init(c.m, PARD_MSG_HELLO);
     c.m->version = PARD_PROTO_VERSION + 1;
     c.m->hello.role = PARD_ROLE_SUBMITTER;
@@ -409,15 +431,15 @@ Test(daemon, refuses_a_hello_with_another_protocol_version)
               "the message should name both versions: %s", c.m->error.message);
     conn_expect_eof(&c);
     conn_close(&c);
-    daemon_term_ok(&d);
+    daemon_term_ok(d);
 }
 
 Test(daemon, answers_enofunc_for_a_function_nobody_serves)
 {
-    struct daemon d = {0};
-    daemon_start(&d);
+    struct daemon *d = daemon_new();
+    daemon_start(d);
     struct conn c;
-    conn_hello(&c, &d, PARD_ROLE_SUBMITTER);
+    conn_hello(&c, d, PARD_ROLE_SUBMITTER);
     pard_msg_init(c.m, PARD_MSG_SUBMIT);
     snprintf(c.m->submit.function, sizeof(c.m->submit.function), "no_such_fn");
     conn_send(&c, -1);
@@ -429,18 +451,18 @@ Test(daemon, answers_enofunc_for_a_function_nobody_serves)
     conn_send(&c, -1);
     conn_expect(&c, PARD_MSG_STATS_REPLY, NULL);
     conn_close(&c);
-    daemon_term_ok(&d);
+    daemon_term_ok(d);
 }
 
 Test(daemon, closes_only_the_connection_that_sends_a_malformed_frame)
 {
-    struct daemon d = {0};
-    daemon_start(&d);
+    struct daemon *d = daemon_new();
+    daemon_start(d);
     struct conn bystander;
-    conn_hello(&bystander, &d, PARD_ROLE_CONTROL);
+    conn_hello(&bystander, d, PARD_ROLE_CONTROL);
 
     struct conn c;
-    conn_raw(&c, &d);
+    conn_raw(&c, d);
     static const uint8_t garbage[] = {0, 0, 0, 5, 0xc1, 'j', 'u', 'n', 'k'};
     cr_assert_eq(pard_sock_send_frame(c.fd, garbage, sizeof(garbage), -1), 0);
     conn_expect_error(&c, -PARD_EPROTO);
@@ -448,7 +470,7 @@ Test(daemon, closes_only_the_connection_that_sends_a_malformed_frame)
     conn_close(&c);
 
     /* A frame over the size limit. */
-    conn_raw(&c, &d);
+    conn_raw(&c, d);
     static const uint8_t huge[] = {0x7f, 0, 0, 0};
     cr_assert_eq(pard_sock_send_frame(c.fd, huge, sizeof(huge), -1), 0);
     conn_expect_error(&c, -PARD_ETOOBIG);
@@ -456,7 +478,7 @@ Test(daemon, closes_only_the_connection_that_sends_a_malformed_frame)
     conn_close(&c);
 
     /* A well-formed message that is not hello first. */
-    conn_raw(&c, &d);
+    conn_raw(&c, d);
     pard_msg_init(c.m, PARD_MSG_STATS);
     conn_send(&c, -1);
     conn_expect_error(&c, -PARD_EPROTO);
@@ -464,7 +486,7 @@ Test(daemon, closes_only_the_connection_that_sends_a_malformed_frame)
     conn_close(&c);
 
     /* A message of the wrong role. */
-    conn_hello(&c, &d, PARD_ROLE_CONTROL);
+    conn_hello(&c, d, PARD_ROLE_CONTROL);
     conn_register(&c, "f");
     conn_expect_error(&c, -PARD_EPROTO);
     conn_expect_eof(&c);
@@ -472,22 +494,22 @@ Test(daemon, closes_only_the_connection_that_sends_a_malformed_frame)
 
     /* Everyone else is still served, old and new. */
     get_stats(&bystander);
-    conn_hello(&c, &d, PARD_ROLE_CONTROL);
+    conn_hello(&c, d, PARD_ROLE_CONTROL);
     get_stats(&c);
     conn_close(&c);
     conn_close(&bystander);
-    daemon_term_ok(&d);
+    daemon_term_ok(d);
 }
 
 Test(daemon, refuses_a_client_of_another_uid)
 {
     if (geteuid() != 0)
         cr_skip_test("needs root to connect as another uid");
-    struct daemon d = {0};
-    daemon_start(&d);
+    struct daemon *d = daemon_new();
+    daemon_start(d);
     /* Let the other uid reach the socket: only the peer check remains. */
-    chmod(d.dir, 0755);
-    chmod(d.sock, 0666);
+    chmod(d->dir, 0755);
+    chmod(d->sock, 0666);
     int pipefd[2];
     cr_assert_eq(pipe(pipefd), 0);
     pid_t pid = fork();
@@ -496,7 +518,7 @@ Test(daemon, refuses_a_client_of_another_uid)
         close(pipefd[0]);
         int code = 1;
         if (setgid(65534) == 0 && setuid(65534) == 0) {
-            struct conn c = {.fd = dial(d.sock)};
+            struct conn c = {.fd = dial(d->sock)};
             if (c.fd >= 0 && pard_frame_reader_init(&c.r, 0) == 0 &&
                 (c.m = malloc(sizeof(*c.m))) != NULL &&
                 pard_sock_recv_msg(c.fd, &c.r, c.m, WAIT_MS, NULL) == 0 &&
@@ -513,7 +535,113 @@ Test(daemon, refuses_a_client_of_another_uid)
     close(pipefd[0]);
     waitpid(pid, NULL, 0);
     cr_assert_eq(code, 0, "another uid was not refused with -PARD_EDENIED (%d)", code);
-    daemon_term_ok(&d);
+    daemon_term_ok(d);
+}
+
+Test(daemon, answers_over_limit_requests_with_clear_errors)
+{
+    struct daemon *d = daemon_new();
+    static const char *const limits[] = {"--max-workers", "1",  "--max-jobs", "1",
+                                         "--max-job-shm", "4M", NULL};
+    daemon_start_in(d, limits);
+    struct conn ctl, w, w2, sub;
+    conn_hello(&ctl, d, PARD_ROLE_CONTROL);
+    conn_hello(&w, d, PARD_ROLE_WORKER);
+    conn_register(&w, "f");
+    wait_workers(&ctl, "f", 1);
+
+    /* One worker too many. */
+    conn_raw(&w2, d);
+    pard_msg_init(w2.m, PARD_MSG_HELLO);
+    w2.m->hello.role = PARD_ROLE_WORKER;
+    w2.m->hello.pid = (uint32_t)getpid();
+    conn_send(&w2, -1);
+    conn_expect_error(&w2, -PARD_ELIMIT);
+    cr_assert(strstr(w2.m->error.message, "--max-workers"), "%s", w2.m->error.message);
+    conn_close(&w2);
+
+    /* A job bigger than --max-job-shm (the default geometry is ~20 MiB). */
+    conn_hello(&sub, d, PARD_ROLE_SUBMITTER);
+    pard_msg_init(sub.m, PARD_MSG_SUBMIT);
+    snprintf(sub.m->submit.function, sizeof(sub.m->submit.function), "f");
+    conn_send(&sub, -1);
+    conn_expect_error(&sub, -PARD_ETOOBIG);
+    cr_assert(strstr(sub.m->error.message, "--max-job-shm"), "%s", sub.m->error.message);
+
+    /* Impossible geometry. */
+    pard_msg_init(sub.m, PARD_MSG_SUBMIT);
+    snprintf(sub.m->submit.function, sizeof(sub.m->submit.function), "f");
+    sub.m->submit.ring_capacity = 1000; /* not a power of two */
+    conn_send(&sub, -1);
+    conn_expect(&sub, PARD_MSG_ERROR, NULL);
+
+    /* One job fits; a second is over --max-jobs. */
+    struct pard_job sj;
+    submit(&sub, "f", 0, &sj);
+    pard_msg_init(sub.m, PARD_MSG_SUBMIT);
+    snprintf(sub.m->submit.function, sizeof(sub.m->submit.function), "f");
+    sub.m->submit.max_lanes = 1;
+    sub.m->submit.input_arena = 4096;
+    sub.m->submit.output_arena = 4096;
+    sub.m->submit.window = 64;
+    conn_send(&sub, -1);
+    conn_expect_error(&sub, -PARD_ELIMIT);
+    cr_assert(strstr(sub.m->error.message, "--max-jobs"), "%s", sub.m->error.message);
+
+    /* None of that was fatal. */
+    get_stats(&ctl);
+    pard_msg_init(sub.m, PARD_MSG_STATS);
+    conn_send(&sub, -1);
+    conn_expect(&sub, PARD_MSG_STATS_REPLY, NULL);
+    pard_job_close(&sj);
+    conn_close(&sub);
+    conn_close(&w);
+    conn_close(&ctl);
+    daemon_term_ok(d);
+}
+
+Test(daemon, prints_its_version_and_a_usage_that_names_every_option)
+{
+    FILE *p = popen(PARD_BIN " --version", "r");
+    cr_assert(p != NULL);
+    char line[128] = {0};
+    cr_assert(fgets(line, sizeof(line), p) != NULL);
+    cr_assert_eq(pclose(p), 0);
+    cr_assert_str_eq(line, "pard 0.1.0\n");
+
+    p = popen(PARD_BIN " --help", "r");
+    cr_assert(p != NULL);
+    static char help[16384];
+    size_t n = fread(help, 1, sizeof(help) - 1, p);
+    help[n] = 0;
+    cr_assert_eq(pclose(p), 0);
+    static const char *const words[] = {
+        "--socket",
+        "$PARD_SOCKET",
+        "$XDG_RUNTIME_DIR/pard.sock",
+        "/tmp/pard-$UID/pard.sock",
+        "--spawn",
+        "--worker",
+        "--worker-shell",
+        "--wait-mode",
+        "--max-frame",
+        "--max-clients",
+        "--max-workers",
+        "--max-jobs",
+        "--max-job-shm",
+        "--max-shm",
+        "--log-level",
+        "--version",
+    };
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        cr_assert(strstr(help, words[i]), "--help does not mention %s", words[i]);
+
+    p = popen(PARD_BIN " --no-such-option 2>&1", "r");
+    cr_assert(p != NULL);
+    while (fgets(line, sizeof(line), p))
+        ;
+    int status = pclose(p);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "a bad option exits 2 (0x%x)", status);
 }
 
 /* ======================================================================
@@ -522,40 +650,41 @@ Test(daemon, refuses_a_client_of_another_uid)
 
 Test(daemon, refuses_to_start_a_second_daemon_on_the_same_socket)
 {
-    struct daemon d = {0};
-    daemon_start(&d);
-    struct daemon second = d;
-    snprintf(second.log, sizeof(second.log), "%s/second.log", d.dir);
-    second.pid = spawn_pard(&second, NULL);
-    int status = daemon_wait(&second);
+    struct daemon *d = daemon_new();
+    daemon_start(d);
+    struct daemon *second = daemon_new();
+    *second = *d;
+    snprintf(second->log, sizeof(second->log), "%s/second.log", d->dir);
+    second->pid = spawn_pard(second, NULL);
+    int status = daemon_wait(second);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1,
               "the second pard should exit 1 (status 0x%x)", status);
     char want[256];
-    snprintf(want, sizeof(want), "another pard (pid %d) is already serving %s", (int)d.pid,
-             d.sock);
-    cr_assert(file_contains(second.log, want), "the second pard should say \"%s\"", want);
+    snprintf(want, sizeof(want), "another pard (pid %d) is already serving %s", (int)d->pid,
+             d->sock);
+    cr_assert(file_contains(second->log, want), "the second pard should say \"%s\"", want);
     /* The first one is unharmed. */
     struct conn c;
-    conn_hello(&c, &d, PARD_ROLE_CONTROL);
+    conn_hello(&c, d, PARD_ROLE_CONTROL);
     conn_close(&c);
-    daemon_term_ok(&d);
+    daemon_term_ok(d);
 }
 
 Test(daemon, replaces_the_stale_socket_of_a_killed_daemon)
 {
-    struct daemon d = {0};
-    daemon_start(&d);
-    kill(d.pid, SIGKILL);
-    daemon_wait(&d);
+    struct daemon *d = daemon_new();
+    daemon_start(d);
+    kill(d->pid, SIGKILL);
+    daemon_wait(d);
     struct stat st;
-    cr_assert(stat(d.sock, &st) == 0 && S_ISSOCK(st.st_mode), "the stale socket should remain");
-    cr_assert(dial(d.sock) == -ECONNREFUSED);
-    daemon_start(&d); /* same directory, same socket */
+    cr_assert(stat(d->sock, &st) == 0 && S_ISSOCK(st.st_mode), "the stale socket should remain");
+    cr_assert(dial(d->sock) == -ECONNREFUSED);
+    daemon_start(d); /* same directory, same socket */
     struct conn c;
-    conn_hello(&c, &d, PARD_ROLE_CONTROL);
-    cr_assert_eq(c.m->welcome.daemon_pid, (uint32_t)d.pid);
+    conn_hello(&c, d, PARD_ROLE_CONTROL);
+    cr_assert_eq(c.m->welcome.daemon_pid, (uint32_t)d->pid);
     conn_close(&c);
-    daemon_term_ok(&d);
+    daemon_term_ok(d);
 }
 
 /* ======================================================================
@@ -564,15 +693,15 @@ Test(daemon, replaces_the_stale_socket_of_a_killed_daemon)
 
 Test(daemon, gives_a_submitted_job_to_a_registered_worker)
 {
-    struct daemon d = {0};
-    daemon_start(&d);
+    struct daemon *d = daemon_new();
+    daemon_start(d);
     struct conn ctl, w, sub;
-    conn_hello(&ctl, &d, PARD_ROLE_CONTROL);
-    conn_hello(&w, &d, PARD_ROLE_WORKER);
+    conn_hello(&ctl, d, PARD_ROLE_CONTROL);
+    conn_hello(&w, d, PARD_ROLE_WORKER);
     conn_register(&w, "square");
     wait_workers(&ctl, "square", 1);
 
-    conn_hello(&sub, &d, PARD_ROLE_SUBMITTER);
+    conn_hello(&sub, d, PARD_ROLE_SUBMITTER);
     struct pard_job sj;
     uint64_t id = submit(&sub, "square", 0, &sj);
 
@@ -620,19 +749,19 @@ Test(daemon, gives_a_submitted_job_to_a_registered_worker)
     conn_close(&w);
     conn_close(&sub);
     conn_close(&ctl);
-    daemon_term_ok(&d);
+    daemon_term_ok(d);
 }
 
 Test(daemon, marks_the_lane_of_a_vanished_worker_dead_and_rings_the_submitter)
 {
-    struct daemon d = {0};
-    daemon_start(&d);
+    struct daemon *d = daemon_new();
+    daemon_start(d);
     struct conn ctl, w, sub;
-    conn_hello(&ctl, &d, PARD_ROLE_CONTROL);
-    conn_hello(&w, &d, PARD_ROLE_WORKER);
+    conn_hello(&ctl, d, PARD_ROLE_CONTROL);
+    conn_hello(&w, d, PARD_ROLE_WORKER);
     conn_register(&w, "fragile");
     wait_workers(&ctl, "fragile", 1);
-    conn_hello(&sub, &d, PARD_ROLE_SUBMITTER);
+    conn_hello(&sub, d, PARD_ROLE_SUBMITTER);
     struct pard_job sj;
     submit(&sub, "fragile", 0, &sj);
     int fd = -1;
@@ -656,11 +785,14 @@ Test(daemon, marks_the_lane_of_a_vanished_worker_dead_and_rings_the_submitter)
     cr_assert_eq(st.workers, 0);
     cr_assert_eq(st.jobs, 1);
 
-    /* The submitter reclaims the lane (FREE); a new worker gets it. */
+    /* A new worker waits while the lane is DEAD; once the submitter has
+     * reclaimed it (FREE), the daemon notices and hands it out. */
+    conn_hello(&w, d, PARD_ROLE_WORKER);
+    conn_register(&w, "fragile");
+    wait_workers(&ctl, "fragile", 1);
+    cr_assert_eq(atomic_load(&lc->state), PARD_LANE_DEAD);
     cr_assert_eq(pard_job_lane_reset(&sj, lane), 0);
     atomic_store(&lc->state, PARD_LANE_FREE);
-    conn_hello(&w, &d, PARD_ROLE_WORKER);
-    conn_register(&w, "fragile");
     conn_expect(&w, PARD_MSG_ATTACH, &fd);
     close(fd);
     wait_lane_state(lane_ctl(&sj, w.m->attach.lane), PARD_LANE_ACTIVE);
@@ -669,7 +801,7 @@ Test(daemon, marks_the_lane_of_a_vanished_worker_dead_and_rings_the_submitter)
     conn_close(&w);
     conn_close(&sub);
     conn_close(&ctl);
-    daemon_term_ok(&d);
+    daemon_term_ok(d);
 }
 
 struct slow_worker_arg {
@@ -717,14 +849,14 @@ static int slow_worker(void *arg, int i)
 
 Test(daemon, kills_a_worker_whose_task_runs_over_the_time_limit)
 {
-    struct daemon d = {0};
-    daemon_start(&d);
+    struct daemon *d = daemon_new();
+    daemon_start(d);
     struct conn ctl, sub;
-    conn_hello(&ctl, &d, PARD_ROLE_CONTROL);
-    struct slow_worker_arg arg = {.sock = d.sock};
+    conn_hello(&ctl, d, PARD_ROLE_CONTROL);
+    struct slow_worker_arg arg = {.sock = d->sock};
     pid_t worker = test_fork(slow_worker, &arg, 0);
     wait_workers(&ctl, "slow", 1);
-    conn_hello(&sub, &d, PARD_ROLE_SUBMITTER);
+    conn_hello(&sub, d, PARD_ROLE_SUBMITTER);
     struct pard_job sj;
     submit(&sub, "slow", 100, &sj);
 
@@ -741,19 +873,19 @@ Test(daemon, kills_a_worker_whose_task_runs_over_the_time_limit)
     pard_job_close(&sj);
     conn_close(&sub);
     conn_close(&ctl);
-    daemon_term_ok(&d);
+    daemon_term_ok(d);
 }
 
 Test(daemon, cancels_a_job_on_request)
 {
-    struct daemon d = {0};
-    daemon_start(&d);
+    struct daemon *d = daemon_new();
+    daemon_start(d);
     struct conn ctl, w, sub;
-    conn_hello(&ctl, &d, PARD_ROLE_CONTROL);
-    conn_hello(&w, &d, PARD_ROLE_WORKER);
+    conn_hello(&ctl, d, PARD_ROLE_CONTROL);
+    conn_hello(&w, d, PARD_ROLE_WORKER);
     conn_register(&w, "f");
     wait_workers(&ctl, "f", 1);
-    conn_hello(&sub, &d, PARD_ROLE_SUBMITTER);
+    conn_hello(&sub, d, PARD_ROLE_SUBMITTER);
     struct pard_job sj;
     uint64_t id = submit(&sub, "f", 0, &sj);
 
@@ -785,7 +917,84 @@ Test(daemon, cancels_a_job_on_request)
     pard_job_close(&sj);
     conn_close(&w);
     conn_close(&ctl);
-    daemon_term_ok(&d);
+    daemon_term_ok(d);
+}
+
+Test(daemon, hands_a_shared_block_to_the_workers_of_a_job_that_names_it)
+{
+    struct daemon *d = daemon_new();
+    daemon_start(d);
+    struct conn ctl, w, sub;
+    conn_hello(&ctl, d, PARD_ROLE_CONTROL);
+    conn_hello(&w, d, PARD_ROLE_WORKER);
+    conn_register(&w, "lookup");
+    wait_workers(&ctl, "lookup", 1);
+    conn_hello(&sub, d, PARD_ROLE_SUBMITTER);
+
+    /* The submitter's block: a region with one PARD_SEC_SHARED section. */
+    struct pard_region block;
+    uint64_t off = 0;
+    cr_assert_eq(pard_region_open(&block, 64 << 10), 0);
+    cr_assert(pard_region_add_section(&block, PARD_SEC_SHARED, 4096, &off) >= 0);
+    memcpy((char *)block.base + off, "the data set", 13);
+    pard_region_publish(&block, PARD_SHARE_LAYOUT_VERSION, NULL);
+    pard_msg_init(sub.m, PARD_MSG_SHARE);
+    sub.m->share.size = block.size;
+    conn_send(&sub, block.fd);
+    conn_expect(&sub, PARD_MSG_OK, NULL);
+    uint64_t handle = sub.m->ok.ref;
+    cr_assert(handle != 0, "share should answer with a handle");
+
+    pard_msg_init(sub.m, PARD_MSG_SUBMIT);
+    snprintf(sub.m->submit.function, sizeof(sub.m->submit.function), "lookup");
+    sub.m->submit.max_lanes = 2;
+    sub.m->submit.input_arena = 4096;
+    sub.m->submit.output_arena = 4096;
+    sub.m->submit.window = 64;
+    sub.m->submit.shared = handle;
+    conn_send(&sub, -1);
+    int fd = -1;
+    conn_expect(&sub, PARD_MSG_JOB, &fd);
+    close(fd);
+
+    /* The worker gets the block first, then the attach that names it. */
+    conn_expect(&w, PARD_MSG_SHARE, &fd);
+    cr_assert(fd >= 0, "share came without the block");
+    cr_assert_eq(w.m->share.handle, handle);
+    struct pard_region seen;
+    cr_assert_eq(pard_region_attach(&seen, fd, PARD_SHARE_LAYOUT_VERSION), 0);
+    close(fd);
+    uint64_t size = 0;
+    const char *data = pard_region_find(&seen, PARD_SEC_SHARED, &size);
+    cr_assert(data && size >= 13);
+    cr_assert_str_eq(data, "the data set");
+    pard_region_close(&seen);
+    conn_expect(&w, PARD_MSG_ATTACH, &fd);
+    close(fd);
+    cr_assert_eq(w.m->attach.shared, handle);
+
+    /* Withdrawn: a new job may not name it any more. */
+    pard_msg_init(sub.m, PARD_MSG_UNSHARE);
+    sub.m->unshare.handle = handle;
+    conn_send(&sub, -1);
+    pard_msg_init(sub.m, PARD_MSG_SUBMIT);
+    snprintf(sub.m->submit.function, sizeof(sub.m->submit.function), "lookup");
+    sub.m->submit.shared = handle;
+    conn_send(&sub, -1);
+    conn_expect_error(&sub, -ENOENT);
+
+    /* A share without its descriptor is a protocol error. */
+    pard_msg_init(sub.m, PARD_MSG_SHARE);
+    sub.m->share.size = 4096;
+    conn_send(&sub, -1);
+    conn_expect_error(&sub, -PARD_EPROTO);
+    conn_expect_eof(&sub);
+
+    pard_region_close(&block);
+    conn_close(&sub);
+    conn_close(&w);
+    conn_close(&ctl);
+    daemon_term_ok(d);
 }
 
 /* ======================================================================
@@ -794,18 +1003,18 @@ Test(daemon, cancels_a_job_on_request)
 
 Test(daemon, reports_sane_stats_workers_and_jobs)
 {
-    struct daemon d = {0};
-    daemon_start(&d);
+    struct daemon *d = daemon_new();
+    daemon_start(d);
     struct conn ctl, w, sub;
-    conn_hello(&ctl, &d, PARD_ROLE_CONTROL);
+    conn_hello(&ctl, d, PARD_ROLE_CONTROL);
     struct pard_msg_stats_reply st = get_stats(&ctl);
-    cr_assert_eq(st.pid, (uint32_t)d.pid);
+    cr_assert_eq(st.pid, (uint32_t)d->pid);
     cr_assert_str_eq(st.version_string, "pard 0.1.0");
     cr_assert_eq(st.workers, 0);
     cr_assert_eq(st.jobs, 0);
     cr_assert_eq(st.shm_bytes, 0);
 
-    conn_raw(&w, &d);
+    conn_raw(&w, d);
     pard_msg_init(w.m, PARD_MSG_HELLO);
     w.m->hello.role = PARD_ROLE_WORKER;
     w.m->hello.pid = (uint32_t)getpid();
@@ -827,7 +1036,7 @@ Test(daemon, reports_sane_stats_workers_and_jobs)
     cr_assert_str_eq(we->functions[0], "g");
     cr_assert_eq(we->job_id, 0);
 
-    conn_hello(&sub, &d, PARD_ROLE_SUBMITTER);
+    conn_hello(&sub, d, PARD_ROLE_SUBMITTER);
     struct pard_job sj;
     uint64_t id = submit(&sub, "g", 0, &sj);
     int fd = -1;
@@ -879,7 +1088,7 @@ Test(daemon, reports_sane_stats_workers_and_jobs)
     cr_assert_eq(st.shm_bytes, 0);
     pard_job_close(&sj);
     conn_close(&ctl);
-    daemon_term_ok(&d);
+    daemon_term_ok(d);
 }
 
 /* ======================================================================
@@ -888,14 +1097,14 @@ Test(daemon, reports_sane_stats_workers_and_jobs)
 
 Test(daemon, shuts_down_on_request_and_leaves_nothing_behind)
 {
-    struct daemon d = {0};
-    daemon_start(&d);
+    struct daemon *d = daemon_new();
+    daemon_start(d);
     struct conn ctl, w, sub;
-    conn_hello(&ctl, &d, PARD_ROLE_CONTROL);
-    conn_hello(&w, &d, PARD_ROLE_WORKER);
+    conn_hello(&ctl, d, PARD_ROLE_CONTROL);
+    conn_hello(&w, d, PARD_ROLE_WORKER);
     conn_register(&w, "h");
     wait_workers(&ctl, "h", 1);
-    conn_hello(&sub, &d, PARD_ROLE_SUBMITTER);
+    conn_hello(&sub, d, PARD_ROLE_SUBMITTER);
     struct pard_job sj;
     submit(&sub, "h", 0, &sj);
 
@@ -905,17 +1114,17 @@ Test(daemon, shuts_down_on_request_and_leaves_nothing_behind)
     conn_expect_error(&sub, -PARD_EDAEMON);
     cr_assert(strstr(sub.m->error.message, "shutting down"), "message: %s", sub.m->error.message);
     conn_expect_eof(&sub);
-    int status = daemon_wait(&d);
+    int status = daemon_wait(d);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "pard exited with 0x%x (see %s)",
-              status, d.log);
+              status, d->log);
     uint32_t state = atomic_load(&sj.ctl->state);
     cr_assert(state == PARD_JOB_ENDED || state == PARD_JOB_CANCELLED, "job state %u", state);
     struct stat st;
-    cr_assert(stat(d.sock, &st) != 0 && errno == ENOENT, "the socket file is still there");
+    cr_assert(stat(d->sock, &st) != 0 && errno == ENOENT, "the socket file is still there");
     char lock[160];
-    snprintf(lock, sizeof(lock), "%s.lock", d.sock);
+    snprintf(lock, sizeof(lock), "%s.lock", d->sock);
     cr_assert(stat(lock, &st) != 0 && errno == ENOENT, "the lock file is still there");
-    cr_assert_eq(shm_entries_of(d.pid ? d.pid : 0), 0);
+    cr_assert_eq(shm_entries_of(d->pid ? d->pid : 0), 0);
     pard_job_close(&sj);
     conn_close(&w);
     conn_close(&sub);
@@ -924,45 +1133,63 @@ Test(daemon, shuts_down_on_request_and_leaves_nothing_behind)
 
 Test(daemon, exits_zero_on_sigterm_with_clients_connected)
 {
-    struct daemon d = {0};
-    daemon_start(&d);
-    pid_t pid = d.pid;
+    struct daemon *d = daemon_new();
+    daemon_start(d);
+    pid_t pid = d->pid;
     struct conn c;
-    conn_hello(&c, &d, PARD_ROLE_SUBMITTER);
-    daemon_term_ok(&d);
+    conn_hello(&c, d, PARD_ROLE_SUBMITTER);
+    daemon_term_ok(d);
     conn_expect_error(&c, -PARD_EDAEMON);
     conn_expect_eof(&c);
     struct stat st;
-    cr_assert(stat(d.sock, &st) != 0, "the socket file is still there");
+    cr_assert(stat(d->sock, &st) != 0, "the socket file is still there");
     cr_assert_eq(shm_entries_of(pid), 0);
     conn_close(&c);
 }
 
 Test(daemon, restarts_a_crashing_worker_with_back_off_and_stops_workers_at_exit)
 {
-    struct daemon d = {0};
+    struct daemon *d = daemon_new();
     static const char *const crash[] = {"--spawn", "1", "--worker", "/bin/false", NULL};
-    daemon_start_in(&d, crash);
-    wait_log(&d, "restarting worker 0 in 100 ms");
-    wait_log(&d, "restarting worker 0 in 200 ms");
-    daemon_term_ok(&d);
+    daemon_start_in(d, crash);
+    wait_log(d, "restarting worker 0 in 100 ms");
+    wait_log(d, "restarting worker 0 in 200 ms");
+    daemon_term_ok(d);
 
-    /* A worker that never exits by itself is stopped at shutdown, and a
-     * submit waits for it to register before answering ENOFUNC. */
-    struct daemon e = {0};
+    /* A worker that never exits by itself is stopped at shutdown. While it
+     * has not registered, a submit for a function nobody serves waits: it
+     * is answered when a worker registers the function, or with ENOFUNC
+     * when none has after a while. */
+    struct daemon *e = daemon_new();
     static const char *const hang[] = {"--spawn", "1", "--worker", "sleep 600", NULL};
-    daemon_start_in(&e, hang);
-    wait_log(&e, "started worker 0 (pid");
-    struct conn sub;
-    conn_hello(&sub, &e, PARD_ROLE_SUBMITTER);
+    daemon_start_in(e, hang);
+    wait_log(e, "started worker 0 (pid");
+    struct conn sub, w;
+    conn_hello(&sub, e, PARD_ROLE_SUBMITTER);
     pard_msg_init(sub.m, PARD_MSG_SUBMIT);
     snprintf(sub.m->submit.function, sizeof(sub.m->submit.function), "later");
     conn_send(&sub, -1);
-    wait_log(&e, "waits up to");
-    pard_sock_recv_msg(sub.fd, &sub.r, sub.m, 3 * WAIT_MS, NULL);
+    wait_log(e, "job 1 (later) waits up to");
+    conn_hello(&w, e, PARD_ROLE_WORKER);
+    conn_register(&w, "later");
+    int fd = -1;
+    conn_expect(&sub, PARD_MSG_JOB, &fd);
+    cr_assert(fd >= 0);
+    close(fd);
+    conn_expect(&w, PARD_MSG_ATTACH, &fd);
+    close(fd);
+    conn_close(&w);
+
+    pard_msg_init(sub.m, PARD_MSG_SUBMIT);
+    snprintf(sub.m->submit.function, sizeof(sub.m->submit.function), "never");
+    conn_send(&sub, -1);
+    wait_log(e, "job 2 (never) waits up to");
+    int rc = pard_sock_recv_msg(sub.fd, &sub.r, sub.m, 3 * WAIT_MS, NULL);
+    cr_assert_eq(rc, 0, "no answer to a pending submit: %s", pard_strerror(rc));
     cr_assert_eq(sub.m->type, PARD_MSG_ERROR);
     cr_assert_eq(sub.m->error.code, -PARD_ENOFUNC, "%s", sub.m->error.message);
+    cr_assert(strstr(sub.m->error.message, "never"), "%s", sub.m->error.message);
     conn_close(&sub);
-    daemon_term_ok(&e);
-    cr_assert(file_contains(e.log, "was killed by signal 15"), "the worker was not stopped");
+    daemon_term_ok(e);
+    cr_assert(file_contains(e->log, "was killed by signal 15"), "the worker was not stopped");
 }

@@ -101,6 +101,7 @@ static void assert_msg_eq(const struct pard_msg *a, const struct pard_msg *b)
         cr_assert_eq(a->submit.output_arena, b->submit.output_arena);
         cr_assert_eq(a->submit.max_lanes, b->submit.max_lanes);
         cr_assert_eq(a->submit.window, b->submit.window);
+        cr_assert_eq(a->submit.shared, b->submit.shared);
         break;
     case PARD_MSG_JOB:
         cr_assert_eq(a->job.job_id, b->job.job_id);
@@ -112,6 +113,7 @@ static void assert_msg_eq(const struct pard_msg *a, const struct pard_msg *b)
         cr_assert_eq(a->attach.lane, b->attach.lane);
         cr_assert_str_eq(a->attach.function, b->attach.function);
         cr_assert_eq(a->attach.timeout_ms, b->attach.timeout_ms);
+        cr_assert_eq(a->attach.shared, b->attach.shared);
         cr_assert_eq(a->attach.wait_mode, b->attach.wait_mode);
         break;
     case PARD_MSG_DETACH:
@@ -172,6 +174,11 @@ static void assert_msg_eq(const struct pard_msg *a, const struct pard_msg *b)
             EXPECT(strcmp(x->state, y->state) == 0, "job %u state", i);
             EXPECT(x->age_ms == y->age_ms, "job %u age_ms", i);
         }
+        break;
+    case PARD_MSG_SHARE:
+    case PARD_MSG_UNSHARE:
+        EXPECT(a->share.handle == b->share.handle, "share handle");
+        EXPECT(a->share.size == b->share.size, "share size");
         break;
     case PARD_MSG_STATS:
     case PARD_MSG_LIST_WORKERS:
@@ -340,6 +347,13 @@ Test(proto_msg, empty_requests_round_trip, .timeout = 10)
     round_trip(PARD_MSG_SHUTDOWN, 0);
 }
 
+Test(proto_msg, share_and_unshare_round_trip, .timeout = 10)
+{
+    round_trip(PARD_MSG_SHARE, 0);
+    round_trip(PARD_MSG_SHARE, 1);
+    round_trip(PARD_MSG_UNSHARE, 0);
+}
+
 Test(proto_msg, stats_reply_round_trips_with_every_field, .timeout = 10)
 {
     round_trip(PARD_MSG_STATS_REPLY, 0);
@@ -390,6 +404,7 @@ Test(proto_msg, largest_messages_fit_their_frame_limits, .timeout = 10)
         PARD_MSG_HELLO,  PARD_MSG_ERROR,        PARD_MSG_OK,        PARD_MSG_REGISTER,
         PARD_MSG_SUBMIT, PARD_MSG_DETACHED,     PARD_MSG_JOB_END,   PARD_MSG_CANCEL,
         PARD_MSG_STATS,  PARD_MSG_LIST_WORKERS, PARD_MSG_LIST_JOBS, PARD_MSG_SHUTDOWN,
+        PARD_MSG_SHARE,  PARD_MSG_UNSHARE,
     };
     for (size_t i = 0; i < sizeof(from_clients) / sizeof(from_clients[0]); i++) {
         sample_msg(m, from_clients[i], 1);

@@ -100,6 +100,7 @@ static const struct pard__field submit_fields[] = {
     FIELD(M, "output_arena", PARD__U64, 0, submit.output_arena),
     FIELD(M, "max_lanes", PARD__U32, 0, submit.max_lanes),
     FIELD(M, "window", PARD__U32, 0, submit.window),
+    FIELD(M, "shared", PARD__U64, 0, submit.shared),
 };
 
 static const struct pard__field job_fields[] = {
@@ -114,6 +115,16 @@ static const struct pard__field attach_fields[] = {
     FIELD(M, "function", PARD__NAME, REQ, attach.function),
     FIELD(M, "timeout_ms", PARD__U32, REQ, attach.timeout_ms),
     FIELD(M, "wait_mode", PARD__WAIT, REQ, attach.wait_mode),
+    FIELD(M, "shared", PARD__U64, 0, attach.shared),
+};
+
+static const struct pard__field share_fields[] = {
+    FIELD(M, "handle", PARD__U64, 0, share.handle),
+    FIELD(M, "size", PARD__U64, REQ, share.size),
+};
+
+static const struct pard__field unshare_fields[] = {
+    FIELD(M, "handle", PARD__U64, REQ, unshare.handle),
 };
 
 /* detach, detached, job_end and cancel share one shape and one union
@@ -197,6 +208,8 @@ const struct pard__schema pard__schemas[PARD_MSG__COUNT] = {
     [PARD_MSG_LIST_JOBS] = EMPTY("list_jobs"),
     [PARD_MSG_JOBS_REPLY] = SCHEMA("jobs_reply", jobs_reply_fields),
     [PARD_MSG_SHUTDOWN] = EMPTY("shutdown"),
+    [PARD_MSG_SHARE] = SCHEMA("share", share_fields),
+    [PARD_MSG_UNSHARE] = SCHEMA("unshare", unshare_fields),
 };
 
 #undef M

@@ -46,6 +46,10 @@ extern "C" {
 
 #define PARD_JOB_LAYOUT_VERSION 1u
 
+/* A shared block (pard_share) is a region with one section of this kind. */
+#define PARD_SHARE_LAYOUT_VERSION 1u
+#define PARD_SEC_SHARED           16u
+
 enum pard_job_section {
     PARD_SEC_JOB = 1,
     PARD_SEC_TASKS = 2,

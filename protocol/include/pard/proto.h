@@ -120,7 +120,9 @@ extern "C" {
     XX(WORKERS_REPLY, "workers_reply")                                                             \
     XX(LIST_JOBS, "list_jobs")                                                                     \
     XX(JOBS_REPLY, "jobs_reply")                                                                   \
-    XX(SHUTDOWN, "shutdown")
+    XX(SHUTDOWN, "shutdown")                                                                       \
+    XX(SHARE, "share")                                                                             \
+    XX(UNSHARE, "unshare")
 
 enum pard_msg_type {
     PARD_MSG_NONE = 0, /* never on the wire: "no message" */
@@ -183,6 +185,7 @@ struct pard_msg_submit {
     uint64_t output_arena;            /* output arena bytes per lane */
     uint32_t max_lanes;               /* most workers on this job */
     uint32_t window;                  /* most outstanding tasks */
+    uint64_t shared;                  /* a shared block's handle; 0 = none */
 };
 
 /* job — daemon → submitter, with the job region's descriptor. */
@@ -199,6 +202,17 @@ struct pard_msg_attach {
     uint32_t timeout_ms;              /* required: per-task limit, 0 = none */
     char function[PARD_NAME_MAX + 1]; /* required */
     enum pard_wait_mode wait_mode;    /* required */
+    uint64_t shared;                  /* optional: the job's shared block, sent
+                                         just before in a `share`; 0 = none */
+};
+
+/* share — submitter → daemon with a region fd: register a read-only block
+ * (handle 0; the `ok` reply's ref is the handle); daemon → worker with the
+ * fd, before an attach that names it. unshare — submitter → daemon: the
+ * block is no longer offered to new jobs. */
+struct pard_msg_share {
+    uint64_t handle; /* share: 0 from a submitter; unshare: required */
+    uint64_t size;   /* bytes of the region (share: required) */
 };
 
 /* detach (daemon → worker), detached (worker → daemon), job_end
@@ -282,6 +296,8 @@ struct pard_msg {
         struct pard_msg_stats_reply stats_reply;
         struct pard_msg_workers_reply workers_reply;
         struct pard_msg_jobs_reply jobs_reply;
+        struct pard_msg_share share;
+        struct pard_msg_share unshare;
     };
 };
 
