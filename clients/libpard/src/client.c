@@ -178,6 +178,7 @@ void pard_disconnect(struct pard_client *c)
 {
     if (!c)
         return;
+    pard__unshare_all(c);
     if (c->fd >= 0)
         close(c->fd);
     if (c->private_daemon > 0)

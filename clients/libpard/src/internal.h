@@ -22,6 +22,8 @@ struct pard_client {
     struct pard_frame_reader reader; /* incoming frames */
     struct pard_msg *msg;            /* scratch (large: heap) */
     volatile sig_atomic_t cancel;    /* pard_cancel() */
+    /* pard_share: blocks this client offers, by handle */
+    struct pard__share *shares;
     /* pard_open_private: what to stop at disconnect */
     pid_t private_daemon; /* 0 when not private */
     pid_t *private_workers;
@@ -33,6 +35,16 @@ struct pard_client {
  * pard_connect and the worker. */
 int pard__connect(struct pard_client **out, const char *socket_path, enum pard_role role,
                   const char *name);
+
+/* A shared block as its creator holds it. */
+struct pard__share {
+    struct pard__share *next;
+    uint64_t handle;
+    struct pard_region region;
+};
+
+/* pard__unshare_all - free every block (disconnect). */
+void pard__unshare_all(struct pard_client *c);
 
 /* pard__stop_private - stop a private daemon and its workers (disconnect). */
 void pard__stop_private(struct pard_client *c);

@@ -710,6 +710,7 @@ static int start_job(struct map *m)
     msg->submit.has_wait_mode = true;
     msg->submit.wait_mode = m->opts.wait_mode;
     msg->submit.max_lanes = m->opts.max_workers;
+    msg->submit.shared = m->opts.shared;
     int rc = pard__send(m->c, msg, -1);
     int fd = -1;
     while (rc == 0) {

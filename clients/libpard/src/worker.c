@@ -24,11 +24,13 @@
  * ---------------------------------------------------------------------- */
 
 struct pard_out {
-    uint8_t *buf;   /* output or error message */
-    size_t len;     /* bytes used */
-    size_t cap;     /* bytes allocated */
-    bool failed;    /* pard_out_error was called */
-    uint64_t index; /* the task */
+    uint8_t *buf;       /* output or error message */
+    size_t len;         /* bytes used */
+    size_t cap;         /* bytes allocated */
+    bool failed;        /* pard_out_error was called */
+    uint64_t index;     /* the task */
+    const void *shared; /* the job's shared block, or NULL */
+    size_t shared_size; /* its bytes */
 };
 
 static int out_reserve(struct pard_out *out, size_t more)
@@ -93,6 +95,13 @@ uint64_t pard_out_task_index(const struct pard_out *out)
     return out->index;
 }
 
+const void *pard_shared(const struct pard_out *out, size_t *size)
+{
+    if (size)
+        *size = out->shared ? out->shared_size : 0;
+    return out->shared;
+}
+
 /* ----------------------------------------------------------------------
  * Crash handler
  * ---------------------------------------------------------------------- */
@@ -132,7 +141,42 @@ struct worker {
     size_t nfns;
     void *ctx;
     struct pard_out out;
+    /* the shared block announced for the next job (`share` before `attach`) */
+    struct pard_region shared;
+    uint64_t shared_handle;
+    const void *shared_data;
+    uint64_t shared_size;
 };
+
+/* Map the shared block the daemon just passed; consumes fd. */
+static void take_share(struct worker *w, uint64_t handle, int fd)
+{
+    if (w->shared_handle)
+        pard_region_close(&w->shared);
+    w->shared_handle = 0;
+    int rc = pard_region_attach(&w->shared, fd, PARD_SHARE_LAYOUT_VERSION);
+    close(fd);
+    if (rc != 0) {
+        pard__set_error(w->c, rc, "cannot map shared block %llu: %s",
+                        (unsigned long long)handle, pard_strerror(rc));
+        return;
+    }
+    w->shared_data = pard_region_find(&w->shared, PARD_SEC_SHARED, &w->shared_size);
+    if (!w->shared_data) {
+        pard_region_close(&w->shared);
+        return;
+    }
+    w->shared_handle = handle;
+}
+
+static void drop_share(struct worker *w)
+{
+    if (w->shared_handle)
+        pard_region_close(&w->shared);
+    w->shared_handle = 0;
+    w->shared_data = NULL;
+    w->shared_size = 0;
+}
 
 struct serve {
     struct worker *w;
@@ -380,6 +424,9 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
                                (unsigned long long)a->job_id, a->lane, a->function);
     }
     atomic_store(&crash_lane, s.lane.ctl);
+    bool have_share = a->shared != 0 && a->shared == w->shared_handle;
+    w->out.shared = have_share ? w->shared_data : NULL;
+    w->out.shared_size = have_share ? w->shared_size : 0;
     rc = 0;
     while (still_serving(&s)) {
         struct pard_task_desc d;
@@ -400,6 +447,8 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
             break;
     }
     atomic_store(&crash_lane, NULL);
+    w->out.shared = NULL;
+    drop_share(w); /* mapped per job: the next job may name another */
     pard_job_close(&s.job);
     return rc == -PARD_ECANCELED ? 0 : rc;
 }
@@ -461,6 +510,8 @@ int pard_worker_run(const struct pard_function *fns, size_t nfns,
             m->detached.job_id = a.job_id;
             if ((rc = pard__send(w.c, m, -1)) != 0)
                 break;
+        } else if (m->type == PARD_MSG_SHARE && fd >= 0) {
+            take_share(&w, m->share.handle, fd);
         } else if (m->type == PARD_MSG_DETACH) {
             /* A detach for a job we already left: nothing to do. */
         } else if (m->type == PARD_MSG_ERROR) {
@@ -475,6 +526,7 @@ int pard_worker_run(const struct pard_function *fns, size_t nfns,
         }
     }
 out:
+    drop_share(&w);
     if (opts->fini)
         opts->fini(w.ctx);
     free(w.out.buf);

@@ -137,6 +137,13 @@ int pard_out_error(struct pard_out *out, const char *fmt, ...)
 /* pard_out_task_index - the index of the task being run. */
 uint64_t pard_out_task_index(const struct pard_out *out);
 
+/*
+ * pard_shared - the job's shared block (see pard_share), mapped into this
+ * worker once per job with no copy: a pointer valid for the whole job, and
+ * its size in *size; NULL when the job has none. Read it only.
+ */
+const void *pard_shared(const struct pard_out *out, size_t *size);
+
 struct pard_worker_opts {
     const char *socket_path; /* NULL: the default resolution */
     const char *name;        /* shown by `parctl workers`; NULL: the program name */
@@ -196,6 +203,20 @@ typedef int (*pard_result_fn)(void *arg, const struct pard_result *r);
 /* pard_map_opts.batch: size batches from the measured task time. */
 #define PARD_BATCH_AUTO 0u
 
+/*
+ * pard_share - create a block of `size` bytes in shared memory that the
+ * workers of this client's jobs can read without copies (a data set, a
+ * model). Fill it through *data, then pass *handle as
+ * pard_map_opts.shared; each worker maps it once per job. The block lives
+ * until pard_unshare or pard_disconnect. Returns 0, -PARD_ELIMIT (over the
+ * daemon's shared-memory limit), -ENOMEM, -PARD_EDAEMON.
+ */
+int pard_share(struct pard_client *c, size_t size, void **data, uint64_t *handle);
+
+/* pard_unshare - release a block from pard_share; jobs already using it
+ * keep it until they end. */
+int pard_unshare(struct pard_client *c, uint64_t handle);
+
 struct pard_map_opts {
     bool unordered;                /* deliver results as they finish */
     uint32_t batch;                /* tasks per batch: PARD_BATCH_AUTO (0, the default)
@@ -204,6 +225,7 @@ struct pard_map_opts {
     uint32_t retries;              /* re-runs after a timeout or crash */
     enum pard_wait_mode wait_mode; /* how the submitter and workers wait */
     uint32_t max_workers;          /* lanes; 0 = daemon default */
+    uint64_t shared;               /* a pard_share handle the workers see; 0 = none */
 };
 
 struct pard_map_stats {
