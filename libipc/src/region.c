@@ -70,6 +70,13 @@ int pard_region_open(struct pard_region *r, size_t size)
         close(fd);
         return err;
     }
+    /* Reserve the pages now: on a full /dev/shm this fails with ENOSPC,
+     * instead of a SIGBUS in whichever process first touches a page. */
+    int rc = posix_fallocate(fd, 0, (off_t)size);
+    if (rc != 0) {
+        close(fd);
+        return -rc;
+    }
     void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED) {
         int err = -errno;

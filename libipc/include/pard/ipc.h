@@ -170,11 +170,14 @@ struct pard_region {
 /*
  * pard_region_open - create an anonymous shared-memory region of `size`
  * bytes: shm_open(O_CREAT|O_EXCL, 0600) under a random name, shm_unlink at
- * once, ftruncate, mmap(MAP_SHARED). The descriptor is close-on-exec.
+ * once, ftruncate, posix_fallocate (so that a full /dev/shm is -ENOSPC
+ * here, never a SIGBUS later), mmap(MAP_SHARED). The descriptor is
+ * close-on-exec.
  * The header is zeroed and NOT published: lay out sections with
  * pard_region_add_section(), initialise their contents, then call
  * pard_region_publish().
- * Returns 0 or -errno / -PARD_ESIZE (size too small or too large).
+ * Returns 0 or -errno (-ENOSPC: no room in /dev/shm) / -PARD_ESIZE (size
+ * too small or too large).
  */
 int pard_region_open(struct pard_region *r, size_t size);
 

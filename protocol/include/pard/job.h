@@ -160,7 +160,7 @@ struct pard_job_geometry {
 #define PARD_JOB_DEFAULT_LRING  256u
 #define PARD_JOB_DEFAULT_WINDOW 65536u
 #define PARD_JOB_DEFAULT_INPUT  (4u << 20)
-#define PARD_JOB_DEFAULT_OUTPUT (1u << 20)
+#define PARD_JOB_DEFAULT_OUTPUT (512u << 10)
 #define PARD_JOB_MAX_LANES      256u
 #define PARD_JOB_MAX_WINDOW     (1u << 22)
 #define PARD_JOB_MAX_ARENA      ((uint64_t)1 << 32)
