@@ -69,9 +69,9 @@ static int next_number(void *arg, uint64_t index, const void **data, size_t *len
 /* Results: how often each index came, and whether it was right. */
 struct tally {
     struct inputs in;
-    uint32_t *seen;       /* per index */
-    uint64_t next_index;  /* ordered check */
-    bool ordered;         /* expect indices in order */
+    uint32_t *seen;      /* per index */
+    uint64_t next_index; /* ordered check */
+    bool ordered;        /* expect indices in order */
     uint64_t out_of_order;
     uint64_t wrong;
     uint64_t errors;
@@ -104,8 +104,7 @@ static int check_square(void *arg, const struct pard_result *r)
                  (const char *)r->data);
     } else if (!t->in.fixed) {
         char want[32];
-        int n = snprintf(want, sizeof(want), "%llu",
-                         (unsigned long long)(r->index * r->index));
+        int n = snprintf(want, sizeof(want), "%llu", (unsigned long long)(r->index * r->index));
         if (r->len != (size_t)n || memcmp(r->data, want, (size_t)n) != 0)
             t->wrong++;
     }
@@ -199,6 +198,7 @@ struct killer {
     pid_t victim;
     uint64_t after;
     bool killed;
+    int64_t killed_at;
 };
 
 static void *kill_when(void *arg)
@@ -206,6 +206,7 @@ static void *kill_when(void *arg)
     struct killer *k = arg;
     while (atomic_load(&k->t->delivered) < k->after)
         usleep(1000);
+    k->killed_at = pard_now_ns();
     kill(k->victim, SIGKILL);
     k->killed = true;
     return NULL;
@@ -236,8 +237,10 @@ Test(pard, completes_a_job_exactly_once_when_a_worker_is_killed, .timeout = 120)
     cr_assert_eq(t.errors, 0, "a task failed: %s", t.last_message);
     cr_assert_eq(t.out_of_order, 0);
     assert_each_once(&t);
-    cr_log_info("re-queued %llu tasks, dropped %llu duplicates",
-                (unsigned long long)st.requeued, (unsigned long long)st.dropped);
+    cr_assert_gt(st.requeued, 0, "the victim held a batch: its tasks were re-queued");
+    cr_log_info("re-queued %llu tasks %.2f ms after the kill, dropped %llu duplicates",
+                (unsigned long long)st.requeued, (double)(st.last_requeue_ns - k.killed_at) / 1e6,
+                (unsigned long long)st.dropped);
     pard_disconnect(c);
     free(t.seen);
     test_daemon_stop(&d);
@@ -253,17 +256,17 @@ Test(pard, fails_the_task_that_crashes_its_worker_and_goes_on, .timeout = 60)
     cr_assert_eq(pard_connect(&c, d.socket), 0);
     struct tally t = {0};
     tally_init(&t, 1, true);
-    cr_assert_eq(pard_map(c, "crash", next_number, check_square, &t, NULL, NULL), 0,
-                 "%s", pard_last_error());
+    cr_assert_eq(pard_map(c, "crash", next_number, check_square, &t, NULL, NULL), 0, "%s",
+                 pard_last_error());
     cr_assert_eq(t.errors, 1);
     cr_assert_eq(t.last_status, -PARD_EWORKERDIED);
-    cr_assert(strstr(t.last_message, "SIGABRT") || strstr(t.last_message, "ABRT"),
-              "message: %s", t.last_message);
+    cr_assert(strstr(t.last_message, "SIGABRT") || strstr(t.last_message, "ABRT"), "message: %s",
+              t.last_message);
     /* The daemon replaces the worker; the next job runs normally. */
     wait_workers(&d, 2);
     tally_init(&t, 100, true);
-    cr_assert_eq(pard_map(c, "square", next_number, check_square, &t, NULL, NULL), 0,
-                 "%s", pard_last_error());
+    cr_assert_eq(pard_map(c, "square", next_number, check_square, &t, NULL, NULL), 0, "%s",
+                 pard_last_error());
     cr_assert_eq(t.wrong + t.errors, 0);
     assert_each_once(&t);
     pard_disconnect(c);
@@ -283,11 +286,10 @@ Test(pard, times_out_a_hung_task_and_replaces_its_worker, .timeout = 60)
     tally_init(&t, 1, true);
     t.in.fixed = "30000000"; /* 30 s */
     struct pard_map_opts opts = {.timeout_ms = 300};
-    cr_assert_eq(pard_map(c, "sleep_us", next_number, check_square, &t, &opts, NULL), 0,
-                 "%s", pard_last_error());
+    cr_assert_eq(pard_map(c, "sleep_us", next_number, check_square, &t, &opts, NULL), 0, "%s",
+                 pard_last_error());
     cr_assert_eq(t.errors, 1);
-    cr_assert_eq(t.last_status, -PARD_ETASKTIMEOUT, "status %d: %s", t.last_status,
-                 t.last_message);
+    cr_assert_eq(t.last_status, -PARD_ETASKTIMEOUT, "status %d: %s", t.last_status, t.last_message);
     cr_assert(strstr(t.last_message, "300 ms"), "message: %s", t.last_message);
     wait_workers(&d, 1);
     tally_init(&t, 10, true);
@@ -393,6 +395,28 @@ Test(pard, maps_lines_with_parctl_and_reports_failures, .timeout = 60)
     snprintf(path, sizeof(path), "%s/out", d.dir);
     unlink(path);
     snprintf(path, sizeof(path), "%s/err", d.dir);
+    unlink(path);
+    test_daemon_stop(&d);
+}
+
+Test(pard, parctl_maps_100000_squares_in_order_with_spawned_workers, .timeout = 120)
+{
+    struct test_daemon d;
+    char *spawn[] = {"--spawn", "2", "--worker", TEST_WORKER, NULL};
+    test_daemon_start_args(&d, spawn);
+    wait_workers(&d, 2);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "seq 1 100000 | %s --socket %s map square >%s/out && "
+             "seq 1 100000 | awk '{ printf \"%%.0f\\n\", $1 * $1 }' >%s/want && "
+             "cmp -s %s/out %s/want",
+             TEST_PARCTL, d.socket, d.dir, d.dir, d.dir, d.dir);
+    int rc = system(cmd);
+    cr_assert_eq(rc, 0, "parctl's output differs from the 100,000 squares (%s)", cmd);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/out", d.dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/want", d.dir);
     unlink(path);
     test_daemon_stop(&d);
 }

@@ -605,7 +605,10 @@ static int reclaim_lane(struct map *m, uint32_t li)
                     want[i - from] = true;
                 }
             }
+            uint64_t before = m->stats.requeued;
             requeue_range(m, from, to, want);
+            if (m->stats.requeued != before)
+                m->stats.last_requeue_ns = pard_now_ns();
             free(want);
         }
     }

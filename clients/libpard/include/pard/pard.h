@@ -234,6 +234,8 @@ struct pard_map_stats {
     uint64_t requeued; /* tasks re-queued after worker deaths */
     uint64_t dropped;  /* duplicate results dropped */
     int64_t elapsed_ns;
+    int64_t last_requeue_ns; /* pard_now_ns() when tasks of a dead worker were
+                                last re-queued; 0 = never */
 };
 
 /*
