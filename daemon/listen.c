@@ -272,8 +272,15 @@ int pard__listen_open(struct pard__daemon *d)
         fprintf(stderr, "pard: cannot create a socket: %s\n", strerror(errno));
         return rc;
     }
+    /* Bind and listen under a temporary name, then rename into place: a
+     * client that sees the socket file can connect at once (binding the
+     * final path first would refuse it until listen). */
+    char tmp[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    n = snprintf(tmp, sizeof(tmp), "%s.%d", d->socket_path, (int)getpid());
+    const char *bind_path = n > 0 && (size_t)n < sizeof(tmp) ? tmp : d->socket_path;
+    unlink(tmp);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    memcpy(sa.sun_path, d->socket_path, strlen(d->socket_path) + 1);
+    memcpy(sa.sun_path, bind_path, strlen(bind_path) + 1);
     /* umask, not fchmod: on Linux the mode of a socket file comes from the
      * umask at bind time. */
     mode_t old = umask(0177);
@@ -289,15 +296,24 @@ int pard__listen_open(struct pard__daemon *d)
             fprintf(stderr, "pard: cannot bind %s: %s\n", d->socket_path, strerror(berr));
         return -berr;
     }
-    d->socket_bound = true;
-    if (chmod(d->socket_path, 0600) != 0)
-        pard__log_warn("cannot chmod %s to 0600: %s", d->socket_path, strerror(errno));
+    if (chmod(bind_path, 0600) != 0)
+        pard__log_warn("cannot chmod %s to 0600: %s", bind_path, strerror(errno));
     if (listen(fd, SOMAXCONN) != 0) {
         rc = -errno;
         close(fd);
+        unlink(bind_path);
         fprintf(stderr, "pard: cannot listen on %s: %s\n", d->socket_path, strerror(-rc));
         return rc;
     }
+    if (bind_path != d->socket_path && rename(bind_path, d->socket_path) != 0) {
+        rc = -errno;
+        close(fd);
+        unlink(bind_path);
+        fprintf(stderr, "pard: cannot move the socket into place at %s: %s\n", d->socket_path,
+                strerror(-rc));
+        return rc;
+    }
+    d->socket_bound = true;
     d->listen_fd = fd;
     if ((rc = uv_poll_init(&d->loop, &d->listen_poll, fd)) != 0) {
         fprintf(stderr, "pard: cannot watch the socket: %s\n", uv_strerror(rc));

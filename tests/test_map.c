@@ -642,7 +642,7 @@ static int checksum(void *ctx, const void *in, size_t len, struct pard_out *out)
     const void *block = pard_shared(out, &size);
     if (!block)
         return pard_out_error(out, "checksum: the job has no shared block");
-    if (want < 0 || (size_t)want > size)
+    if (want < 0 || (size_t)want != size) /* the exact size given to pard_share */
         return pard_out_error(out, "checksum: the block has %zu bytes, not %lld", size,
                               (long long)want);
     uint64_t h = fnv1a(block, (size_t)want);

@@ -11,6 +11,7 @@
  * --worker does).
  */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,7 @@ int main(int argc, char **argv)
     struct job j = {.tasks = 200, .samples = 200000};
     unsigned workers = 0;
     const char *socket_path = NULL;
+    bool worker = false;
     static const struct pard_function fns[] = {{"pi_hits", pi_hits}};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--tasks") == 0 && i + 1 < argc)
@@ -97,7 +99,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
             socket_path = argv[++i];
         else if (strcmp(argv[i], "--worker") == 0)
-            return pard_worker_main(1, argv, fns, 1, NULL);
+            worker = true;
         else {
             printf("usage: pard-montecarlo [--tasks N] [--samples M] [--workers K] "
                    "[--socket PATH]\n"
@@ -108,6 +110,13 @@ int main(int argc, char **argv)
                    "per core).\n");
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
         }
+    }
+    if (worker) {
+        struct pard_worker_opts o = {.socket_path = socket_path, .name = "montecarlo"};
+        int rc = pard_worker_run(fns, 1, &o);
+        if (rc != 0)
+            fprintf(stderr, "pard-montecarlo: %s\n", pard_last_error());
+        return rc != 0;
     }
     struct pard_client *c;
     int rc = socket_path ? pard_connect(&c, socket_path) : pard_open_private(&c, fns, 1, workers);

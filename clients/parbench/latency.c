@@ -58,17 +58,19 @@
 
 #include "internal.h"
 
+/* In this order (the table's): each pard ring next to what it is compared
+ * with, so that their chunks run back to back. */
 enum mech {
+    M_RAW,
     M_RING_SPIN,
     M_RING_ADAPTIVE,
-    M_RING_BLOCK,
-    M_RAW,
     M_FUTEX,
+    M_RING_BLOCK,
     M_SEM,
+    M_EVENTFD,
     M_PIPE,
     M_STREAM,
     M_SEQPACKET,
-    M_EVENTFD,
     M_MQ,
     M_COUNT
 };
@@ -90,10 +92,11 @@ static const struct {
     [M_MQ] = {"mqueue", "POSIX message queue"},
 };
 
-#define KIND_CTL    1
-#define KIND_RING0  2 /* parent -> child */
-#define KIND_RING1  3 /* child -> parent */
-#define RING_MAX_EL 256u
+#define PB_MAX_CHUNKS 1000
+#define KIND_CTL      1
+#define KIND_RING0    2 /* parent -> child */
+#define KIND_RING1    3 /* child -> parent */
+#define RING_MAX_EL   256u
 
 /* The shared control block: every word on its own cache line. */
 struct line_u64 {
@@ -133,6 +136,8 @@ struct chan {
     bool ok;
     char why[120]; /* why it is not ok */
     struct pard_hist h;
+    double chunk_p50[PB_MAX_CHUNKS]; /* p50 of each chunk, for paired ratios */
+    unsigned nchunks;
 };
 
 /* ----------------------------------------------------------------------
@@ -534,21 +539,46 @@ static int chan_chunk(struct chan *c, uint64_t warm, uint64_t rounds)
             return -1;
     /* One clock read per round trip: each sample spans send, receive and
      * one read of the clock. */
+    struct pard_hist *chunk = malloc(sizeof(*chunk));
+    if (!chunk)
+        return -1;
+    pard_hist_init(chunk);
     int64_t prev = pard_now_ns();
     for (uint64_t i = 0; i < rounds; i++) {
-        if (chan_send(c, 0) != 0 || chan_recv(c, 0) != 0)
+        if (chan_send(c, 0) != 0 || chan_recv(c, 0) != 0) {
+            free(chunk);
             return -1;
+        }
         int64_t now = pard_now_ns();
-        pard_hist_record(&c->h, (uint64_t)(now - prev));
+        pard_hist_record(chunk, (uint64_t)(now - prev));
         prev = now;
     }
     alarm(0);
+    pard_hist_merge(&c->h, chunk);
+    if (c->nchunks < PB_MAX_CHUNKS)
+        c->chunk_p50[c->nchunks++] = (double)pard_hist_percentile(chunk, 50);
+    free(chunk);
     return 0;
 }
 
 /* ----------------------------------------------------------------------
  * The command
  * ---------------------------------------------------------------------- */
+
+/*
+ * The median over chunks of a's chunk p50 / b's chunk p50: a paired
+ * comparison. Chunk k of a and of b ran back to back, so whatever the
+ * machine did during that moment (another program, the hypervisor moving a
+ * virtual CPU) weighs on both.
+ */
+static double paired_ratio(const struct chan *a, const struct chan *b)
+{
+    double r[PB_MAX_CHUNKS];
+    unsigned n = a->nchunks < b->nchunks ? a->nchunks : b->nchunks;
+    for (unsigned k = 0; k < n; k++)
+        r[k] = a->chunk_p50[k] / b->chunk_p50[k];
+    return n ? pb_median(r, (int)n) : NAN;
+}
 
 static double clock_read_ns(void)
 {
@@ -568,8 +598,12 @@ static double clock_read_ns(void)
 
 int pb_latency(const struct pb_opts *o, struct pb_report *r)
 {
-    uint64_t rounds = o->rounds ? o->rounds : 10000;
-    unsigned repeat = o->repeat ? o->repeat : 5;
+    uint64_t rounds = o->rounds ? o->rounds : 4000;
+    /* Many short chunks: on a virtual machine the cost of a cache-line
+     * transfer changes from one millisecond to the next. */
+    unsigned repeat = o->repeat ? o->repeat : 40;
+    if (repeat > PB_MAX_CHUNKS)
+        repeat = PB_MAX_CHUNKS;
     if (repeat > rounds)
         repeat = (unsigned)rounds;
     uint64_t per_chunk = rounds / repeat;
@@ -703,10 +737,9 @@ int pb_latency(const struct pb_opts *o, struct pb_report *r)
         }
         if (si == 0) {
             if (ch[M_RING_SPIN].ok && ch[M_RAW].ok)
-                spin_ratio = (double)pard_hist_percentile(&ch[M_RING_SPIN].h, 50) / raw_p50;
+                spin_ratio = paired_ratio(&ch[M_RING_SPIN], &ch[M_RAW]);
             if (ch[M_RING_BLOCK].ok && ch[M_FUTEX].ok)
-                block_ratio = (double)pard_hist_percentile(&ch[M_RING_BLOCK].h, 50) /
-                              (double)pard_hist_percentile(&ch[M_FUTEX].h, 50);
+                block_ratio = paired_ratio(&ch[M_RING_BLOCK], &ch[M_FUTEX]);
         }
         for (int m = 0; m < M_COUNT; m++)
             if (pb_only(o, mechs[m].key))
@@ -724,11 +757,13 @@ int pb_latency(const struct pb_opts *o, struct pb_report *r)
                   clk, repeat, pinned ? ", the two processes pinned to CPUs 0 and 1" : "");
     if (isfinite(spin_ratio) || !o->nonly)
         pb_figure(r, "spin_vs_raw_line", spin_ratio, "x", PB_AT_MOST, 1.5,
-                  "pard ring (spin) round trip / raw cache-line ping-pong, p50, %zu B",
+                  "pard ring (spin) round trip / raw cache-line ping-pong, %zu B (median of "
+                  "paired chunk p50s)",
                   (size_t)sizes[0]);
     if (isfinite(block_ratio) || !o->nonly)
         pb_figure(r, "block_vs_futex", block_ratio, "x", PB_AT_MOST, 1.2,
-                  "pard ring (block) round trip / raw futex round trip, p50, %zu B",
+                  "pard ring (block) round trip / raw futex round trip, %zu B (median of "
+                  "paired chunk p50s)",
                   (size_t)sizes[0]);
     pb_note(r, "Spinning needs a free core for each side: on a busy machine a spinner can lose "
                "its core for a scheduler slice, which shows in p99 and max.");

@@ -24,19 +24,17 @@ struct command {
 
 static const struct command commands[] = {
     {"latency", pb_latency,
-     "round trip between two processes: pard rings, a raw cache line, "
-     "futex, semaphore, pipe, sockets, eventfd, message queue"},
+     "round trip between two processes: pard rings against a raw\n"
+     "            cache line, futex, semaphore, pipe, sockets, eventfd, mqueue"},
     {"sync", pb_sync,
-     "atomics, CAS, spinlock, mutex, semaphore, uncontended and contended; "
-     "false sharing"},
+     "atomics, CAS, spinlock, mutex, semaphore, alone and contended;\n"
+     "            false sharing"},
     {"overhead", pb_overhead,
-     "short tasks: speedup of a pard map over the serial loop by task "
-     "duration, the break-even duration, no-op task rates"},
+     "short tasks: a pard map's speedup over the serial loop by task\n"
+     "            duration, the break-even duration, no-op task rates"},
     {"scaling", pb_scaling, "speedup against the number of workers, with an Amdahl fit"},
-    {"shm", pb_shm, "sharing a block (pard region) against copying it through a pipe or socket"},
-    {"threads", pb_threads,
-     "threads against processes, CPU- and IO-bound, and a global lock "
-     "(like Python's GIL)"},
+    {"shm", pb_shm, "sharing a block (a pard region) against copying it"},
+    {"threads", pb_threads, "threads against processes, and a global lock (Python's GIL)"},
     {"oversub", pb_oversub, "more workers than cores: spin against adaptive against block"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -67,7 +65,7 @@ static void usage(FILE *f)
             "  --quiet            no progress messages on stderr\n"
             "\n"
             "Sizes (each command has defaults that finish in about ten seconds):\n"
-            "  --rounds N         latency: round trips per mechanism (default 10000)\n"
+            "  --rounds N         latency: round trips per mechanism (default 4000)\n"
             "  --sizes LIST       latency: payload sizes in bytes, e.g. 8,256,4K (default 8)\n"
             "  --only LIST        latency: mechanisms to run, e.g. ring-spin,raw-line,futex\n"
             "  --no-pin           latency: let the scheduler place the two processes (by\n"

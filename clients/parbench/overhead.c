@@ -14,8 +14,9 @@
  *   unbatched  pard_map with N workers, one task per batch (batch = 1)
  *   auto       pard_map with N workers, PARD_BATCH_AUTO
  * Speedup is serial time / parallel time per task (a pard map includes its
- * job start). The break-even duration is where the speedup crosses 1,
- * interpolated on log scales between the two sweep points around it.
+ * job start). The break-even duration is where the speedup first reaches 1
+ * going up the sweep, interpolated on log scales between the two sweep
+ * points around it.
  *
  * The no-op table maps a function that does nothing: the rate is the
  * per-task overhead alone (what Python's Pool.map is compared with in
@@ -105,25 +106,30 @@ static double threads_ns(unsigned threads, uint64_t n, uint64_t iters, task_fn f
  * ---------------------------------------------------------------------- */
 
 /*
- * The task duration where speedup crosses 1, from the largest duration
- * down: the first crossing below which the speedup stays under 1.
- * Returns NAN when the speedup never reaches 1, or the smallest duration
- * (an upper bound; *bound = true) when it is above 1 everywhere.
+ * The task duration where speedup first crosses 1 going up the sweep (the
+ * shortest task that pays), interpolated on log scales between the last
+ * point below 1 and the first at or above it. Returns NAN when the speedup
+ * never reaches 1, or the shortest duration (an upper bound; *bound = true)
+ * when it is at or above 1 everywhere. *dips counts points above the
+ * crossing that fell below 1 again (noise, or a machine that got busy).
  */
-static double break_even(const double *dur, const double *speedup, int n, bool *bound)
+static double break_even(const double *dur, const double *speedup, int n, bool *bound, int *dips)
 {
     *bound = false;
-    int last_below = -1;
-    for (int i = 0; i < n; i++)
-        if (!(speedup[i] >= 1.0))
-            last_below = i;
-    if (last_below == n - 1)
+    *dips = 0;
+    int first = -1;
+    for (int i = 0; i < n && first < 0; i++)
+        if (speedup[i] >= 1.0)
+            first = i;
+    if (first < 0)
         return NAN;
-    if (last_below < 0) {
+    for (int i = first + 1; i < n; i++)
+        *dips += !(speedup[i] >= 1.0);
+    if (first == 0) {
         *bound = true;
         return dur[0];
     }
-    int a = last_below, b = last_below + 1;
+    int a = first - 1, b = first;
     double la = log(speedup[a]), lb = log(speedup[b]);
     if (!isfinite(la) || !(lb > la))
         return dur[b];
@@ -245,6 +251,8 @@ int pb_overhead(const struct pb_opts *o, struct pb_report *r)
     unsigned repeat = o->repeat ? o->repeat : 2;
 
     double ns_iter = pb_calibrate();
+    int cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    double cap = pb_capacity(cpus > 1 ? cpus : 2);
     struct pb_pard p;
     pb_progress(o, "overhead: starting pard with %u workers", workers);
     if (pb_pard_start(&p, o, workers) != 0)
@@ -334,11 +342,13 @@ int pb_overhead(const struct pb_opts *o, struct pb_report *r)
         return status;
     pb_table_note(t,
                   "Busy work calibrated at %.3f ns per iteration; best of %u interleaved runs. "
-                  "Unbatched runs use at most 100000 tasks; speedup compares time per task.",
-                  ns_iter, repeat);
+                  "Unbatched runs use at most 100000 tasks; speedup compares time per task. "
+                  "Parallel capacity at the start: %.2f CPUs (%d means an idle machine).",
+                  ns_iter, repeat, cap, cpus);
     bool bound_a, bound_u;
-    double be_auto = break_even(dur, su_auto, nd, &bound_a);
-    double be_unb = break_even(dur, su_unb, nd, &bound_u);
+    int dips_a, dips_u;
+    double be_auto = break_even(dur, su_auto, nd, &bound_a, &dips_a);
+    double be_unb = break_even(dur, su_unb, nd, &bound_u, &dips_u);
     pb_figure(r, "break_even_auto_us", be_auto, "us", PB_AT_MOST, 0.25,
               "break-even task duration, %u workers, auto-batched%s", workers,
               bound_a ? " (already faster at the shortest)" : "");
@@ -347,5 +357,11 @@ int pb_overhead(const struct pb_opts *o, struct pb_report *r)
               bound_u ? " (already faster at the shortest)" : "");
     if (!isfinite(be_auto) || !isfinite(be_unb))
         pb_note(r, "A break-even of '-' means the map never beat the serial loop in this sweep.");
+    if (dips_a || dips_u)
+        pb_note(r,
+                "Above the break-even, %d auto-batched and %d unbatched points fell below 1 "
+                "again: with tasks that long the overhead is negligible, so that is the "
+                "machine being busy (see the threads column) rather than pard.",
+                dips_a, dips_u);
     return 0;
 }

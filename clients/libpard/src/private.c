@@ -139,14 +139,21 @@ int pard_open_private(struct pard_client **out, const struct pard_function *fns,
     /* Wait until every worker has registered, so the first map has them. */
     if (rc == 0) {
         struct pard_msg *m = c->msg;
-        for (int t = 0; t < 1000; t++) {
+        uint64_t have = 0;
+        for (int t = 0; t < 2000 && have < nworkers; t++) {
             pard_msg_init(m, PARD_MSG_STATS);
             if ((rc = pard__send(c, m, -1)) != 0 || (rc = pard__recv(c, 2000, NULL)) != 0)
                 break;
-            if (m->type == PARD_MSG_STATS_REPLY && m->stats_reply.workers >= nworkers)
-                break;
-            usleep(5000);
+            if (m->type == PARD_MSG_STATS_REPLY)
+                have = m->stats_reply.workers;
+            if (have < nworkers)
+                usleep(5000);
         }
+        if (rc == 0 && have < nworkers)
+            rc = pard__set_error(c, -ETIMEDOUT,
+                                 "only %llu of %u workers registered within 10 s (see their "
+                                 "messages above)",
+                                 (unsigned long long)have, nworkers);
     }
     if (rc != 0) {
         char why[512];

@@ -31,7 +31,9 @@ int pard_share(struct pard_client *c, size_t size, void **data, uint64_t *handle
         return pard__set_error(c, rc, "cannot create a shared block of %zu bytes: %s", size,
                                pard_strerror(rc));
     }
-    pard_region_publish(&s->region, PARD_SHARE_LAYOUT_VERSION, NULL);
+    /* user[0]: the exact size (the section is rounded up to 64 bytes). */
+    const uint64_t user[4] = {size, 0, 0, 0};
+    pard_region_publish(&s->region, PARD_SHARE_LAYOUT_VERSION, user);
     struct pard_msg *m = c->msg;
     pard_msg_init(m, PARD_MSG_SHARE);
     m->share.size = s->region.size;

@@ -157,12 +157,17 @@ static void take_share(struct worker *w, uint64_t handle, int fd)
     int rc = pard_region_attach(&w->shared, fd, PARD_SHARE_LAYOUT_VERSION);
     close(fd);
     if (rc != 0) {
-        pard__set_error(w->c, rc, "cannot map shared block %llu: %s",
-                        (unsigned long long)handle, pard_strerror(rc));
+        pard__set_error(w->c, rc, "cannot map shared block %llu: %s", (unsigned long long)handle,
+                        pard_strerror(rc));
         return;
     }
-    w->shared_data = pard_region_find(&w->shared, PARD_SEC_SHARED, &w->shared_size);
-    if (!w->shared_data) {
+    uint64_t section = 0;
+    w->shared_data = pard_region_find(&w->shared, PARD_SEC_SHARED, &section);
+    /* The exact size travels in user[0]; it must fit the section. */
+    w->shared_size = pard_region_user(&w->shared, 0);
+    if (!w->shared_data || w->shared_size > section) {
+        pard__set_error(w->c, -PARD_ECORRUPT, "shared block %llu has an impossible size",
+                        (unsigned long long)handle);
         pard_region_close(&w->shared);
         return;
     }
