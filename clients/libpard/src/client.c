@@ -190,5 +190,6 @@ void pard_disconnect(struct pard_client *c)
 
 void pard_cancel(struct pard_client *c)
 {
-    c->cancel = 1;
+    /* Lock-free, so async-signal-safe as well as thread-safe. */
+    atomic_store_explicit(&c->cancel, 1, memory_order_relaxed);
 }

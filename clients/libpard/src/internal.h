@@ -21,7 +21,7 @@ struct pard_client {
     uint32_t daemon_pid;             /* from welcome */
     struct pard_frame_reader reader; /* incoming frames */
     struct pard_msg *msg;            /* scratch (large: heap) */
-    volatile sig_atomic_t cancel;    /* pard_cancel() */
+    _Atomic int cancel;              /* pard_cancel(): any thread, or a signal handler */
     /* pard_share: blocks this client offers, by handle */
     struct pard__share *shares;
     /* pard_open_private: what to stop at disconnect */
@@ -30,6 +30,12 @@ struct pard_client {
     unsigned nprivate_workers;
     char private_dir[64];
 };
+
+/* pard__cancelled - has pard_cancel() been called since the last map? */
+static inline bool pard__cancelled(const struct pard_client *c)
+{
+    return atomic_load_explicit(&c->cancel, memory_order_relaxed) != 0;
+}
 
 /* pard__connect - connect with a role and a name; the common part of
  * pard_connect and the worker. */

@@ -324,7 +324,7 @@ static int feed(struct map *m)
             moved++;
         }
         /* Room for the batch being filled and one more descriptor. */
-        if (m->next - m->low >= m->W || ring_room(m) < 2 || m->c->cancel)
+        if (m->next - m->low >= m->W || ring_room(m) < 2 || pard__cancelled(m->c))
             break;
         const void *data;
         size_t len;
@@ -658,7 +658,7 @@ static bool map_ready(void *arg)
     struct map *m = arg;
     if (atomic_load_explicit(&m->job.ctl->lanes_epoch, memory_order_acquire) != m->seen_epoch ||
         atomic_load_explicit(&m->job.ctl->state, memory_order_acquire) != PARD_JOB_RUNNING ||
-        m->c->cancel)
+        pard__cancelled(m->c))
         return true;
     for (uint32_t li = 0; li < m->job.geo.lanes; li++)
         if (pard_ring_count(&m->lanes[li].results) != 0)
@@ -788,7 +788,7 @@ static int run(struct map *m)
         if (m->input_done && !m->has_carry && m->low == m->next)
             break; /* every result delivered */
         uint32_t state = atomic_load_explicit(&m->job.ctl->state, memory_order_acquire);
-        if (m->c->cancel || state == PARD_JOB_CANCELLED) {
+        if (pard__cancelled(m->c) || state == PARD_JOB_CANCELLED) {
             fail_job(m, -PARD_ECANCELED, "cancelled after %llu of %llu results",
                      (unsigned long long)m->stats.tasks, (unsigned long long)m->next);
             break;
@@ -844,8 +844,10 @@ int pard_map(struct pard_client *c, const char *function, pard_input_fn next_inp
     if (opts)
         m->opts = *opts;
     m->batch = 1;
-    c->cancel = 0;
     int rc = run(m);
+    /* A cancel applies to the map it interrupted (or, sent between maps,
+     * to the next one): once a map is over, it is spent. */
+    atomic_store_explicit(&c->cancel, 0, memory_order_relaxed);
     end_job(m);
     if (stats)
         *stats = m->stats;

@@ -252,7 +252,8 @@ int pard_map(struct pard_client *c, const char *function, pard_input_fn next_inp
 
 /*
  * pard_cancel - ask the running pard_map on c to stop; it returns
- * -PARD_ECANCELED soon after. Any thread; async-signal-safe.
+ * -PARD_ECANCELED soon after. Called between maps, it cancels the next
+ * one as soon as it starts. Any thread; async-signal-safe.
  */
 void pard_cancel(struct pard_client *c);
 
