@@ -1192,3 +1192,94 @@ Test(map, the_xml_case_study_agrees_with_its_serial_run, .timeout = 120)
     rmdir(xml);
     test_daemon_stop(&d);
 }
+
+/* ======================================================================
+ * msgpack arguments and results
+ * ====================================================================== */
+
+/* Input i: a msgpack array of the numbers 1..i, then -1 and 0.5. */
+struct packed {
+    uint64_t n, bad, seen;
+    msgpack_sbuffer buf;
+    char first_bad[256];
+};
+
+static int next_packed(void *arg, uint64_t index, const void **data, size_t *len)
+{
+    struct packed *p = arg;
+    if (index >= p->n)
+        return 0;
+    msgpack_sbuffer_clear(&p->buf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &p->buf, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, (size_t)index + 2);
+    for (uint64_t k = 1; k <= index; k++)
+        msgpack_pack_uint64(&pk, k);
+    msgpack_pack_int64(&pk, -1);
+    msgpack_pack_double(&pk, 0.5);
+    *data = p->buf.data;
+    *len = p->buf.size;
+    return 1;
+}
+
+/* Result i: {"n": i + 2, "sum": i(i+1)/2 - 0.5}, exactly (small integers). */
+static int check_packed(void *arg, const struct pard_result *r)
+{
+    struct packed *p = arg;
+    p->seen++;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    const msgpack_object *o = NULL;
+    double want_sum = (double)r->index * (double)(r->index + 1) / 2 - 1 + 0.5;
+    bool ok = r->status == 0 && pard_unpack(r->data, r->len, &u, &o) == 0 &&
+              o->type == MSGPACK_OBJECT_MAP && o->via.map.size == 2 &&
+              o->via.map.ptr[0].val.type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+              o->via.map.ptr[0].val.via.u64 == r->index + 2 &&
+              o->via.map.ptr[1].val.type == MSGPACK_OBJECT_FLOAT64 &&
+              o->via.map.ptr[1].val.via.f64 == want_sum;
+    if (!ok && p->bad++ == 0)
+        snprintf(p->first_bad, sizeof(p->first_bad), "task %llu: status %d, %zu bytes",
+                 (unsigned long long)r->index, r->status, r->len);
+    msgpack_unpacked_destroy(&u);
+    return 0;
+}
+
+static int next_garbage(void *arg, uint64_t index, const void **data, size_t *len)
+{
+    if (index >= 1)
+        return 0;
+    *data = "\xc1 not msgpack";
+    *len = 14;
+    return 1;
+}
+
+static int record_error(void *arg, const struct pard_result *r)
+{
+    struct packed *p = arg;
+    p->seen++;
+    if (r->status == -PARD_ETASK)
+        snprintf(p->first_bad, sizeof(p->first_bad), "%.*s", (int)r->len, (const char *)r->data);
+    return 0;
+}
+
+Test(map, passes_msgpack_arguments_and_results_through_the_helpers, .timeout = 120)
+{
+    struct test_daemon d;
+    start_with_workers(&d, 2);
+    struct pard_client *c;
+    cr_assert_eq(pard_connect(&c, d.socket), 0, "%s", pard_last_error());
+    struct packed p = {.n = 300};
+    msgpack_sbuffer_init(&p.buf);
+    cr_assert_eq(pard_map(c, "stats", next_packed, check_packed, &p, NULL, NULL), 0, "%s",
+                 pard_last_error());
+    msgpack_sbuffer_destroy(&p.buf);
+    cr_assert_eq(p.seen, 300);
+    cr_assert_eq(p.bad, 0, "%llu bad results, first: %s", (unsigned long long)p.bad, p.first_bad);
+    /* Input that is not msgpack: a task error with the worker's message. */
+    struct packed g = {0};
+    cr_assert_eq(pard_map(c, "stats", next_garbage, record_error, &g, NULL, NULL), 0);
+    cr_assert_eq(g.seen, 1);
+    cr_assert_str_eq(g.first_bad, "stats: the input is not a msgpack array");
+    pard_disconnect(c);
+    test_daemon_stop(&d);
+}

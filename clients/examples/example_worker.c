@@ -8,6 +8,7 @@
  *   crash     aborts its own process (to show crash handling)
  *   noop      returns nothing (to measure overhead)
  *   echo      returns its input
+ *   stats     msgpack array of numbers in, msgpack map {"n", "sum"} out
  *
  * Run: pard-example-worker [--socket PATH]
  */
@@ -81,11 +82,45 @@ static int echo(void *ctx, const void *in, size_t len, struct pard_out *out)
     return pard_out_write(out, in, len);
 }
 
+/* msgpack in and out: an array of numbers → a map {"n": count, "sum": total}. */
+static int stats(void *ctx, const void *in, size_t len, struct pard_out *out)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    const msgpack_object *o;
+    if (pard_unpack(in, len, &u, &o) != 0 || o->type != MSGPACK_OBJECT_ARRAY) {
+        msgpack_unpacked_destroy(&u);
+        return pard_out_error(out, "stats: the input is not a msgpack array");
+    }
+    double sum = 0;
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+        const msgpack_object *x = &o->via.array.ptr[i];
+        if (x->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            sum += (double)x->via.u64;
+        else if (x->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+            sum += (double)x->via.i64;
+        else if (x->type == MSGPACK_OBJECT_FLOAT64 || x->type == MSGPACK_OBJECT_FLOAT32)
+            sum += x->via.f64;
+        else {
+            msgpack_unpacked_destroy(&u);
+            return pard_out_error(out, "stats: element %u is not a number", i);
+        }
+    }
+    msgpack_packer *p = pard_out_packer(out);
+    msgpack_pack_map(p, 2);
+    msgpack_pack_str_with_body(p, "n", 1);
+    msgpack_pack_uint32(p, o->via.array.size);
+    msgpack_pack_str_with_body(p, "sum", 3);
+    msgpack_pack_double(p, sum);
+    msgpack_unpacked_destroy(&u);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct pard_function fns[] = {
-        {"square", square}, {"sleep_us", sleep_us}, {"fail", fail},
-        {"crash", crash},   {"noop", noop},         {"echo", echo},
+        {"square", square}, {"sleep_us", sleep_us}, {"fail", fail},   {"crash", crash},
+        {"noop", noop},     {"echo", echo},         {"stats", stats},
     };
     return pard_worker_main(argc, argv, fns, sizeof(fns) / sizeof(fns[0]), NULL);
 }

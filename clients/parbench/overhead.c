@@ -349,6 +349,8 @@ int pb_overhead(const struct pb_opts *o, struct pb_report *r)
     int dips_a, dips_u;
     double be_auto = break_even(dur, su_auto, nd, &bound_a, &dips_a);
     double be_unb = break_even(dur, su_unb, nd, &bound_u, &dips_u);
+    pb_figure(r, "capacity_cpus", cap, "CPUs", PB_NONE, 0,
+              "parallel capacity measured at the start (2 busy threads against one)");
     pb_figure(r, "break_even_auto_us", be_auto, "us", PB_AT_MOST, 0.25,
               "break-even task duration, %u workers, auto-batched%s", workers,
               bound_a ? " (already faster at the shortest)" : "");

@@ -168,6 +168,7 @@ int pb_oversub(const struct pb_opts *o, struct pb_report *r)
     double ms = o->duration_ms ? o->duration_ms : 250;
     uint64_t iters = pb_iters_for_ns(task_us * 1e3);
 
+    double cap = pb_capacity(cpus > 1 ? cpus : 2);
     struct pb_pard p;
     pb_progress(o, "oversub: starting pard with %u workers on %d CPUs", many, cpus);
     if (pb_pard_start(&p, o, many) != 0)
@@ -286,6 +287,8 @@ int pb_oversub(const struct pb_opts *o, struct pb_report *r)
                   ms);
     pb_figure(r, "adaptive_many_vs_few", adaptive_ratio, "x", PB_AT_LEAST, 0.8,
               "adaptive, auto-batched: %u workers' throughput / %u workers'", many, few);
+    pb_figure(r, "capacity_cpus", cap, "CPUs", PB_NONE, 0,
+              "parallel capacity measured at the start (2 busy threads against one)");
     pb_figure(r, "spin_many_vs_few", spin_ratio, "x", PB_NONE, 0,
               "spin, auto-batched: %u workers' throughput / %u workers'", many, few);
     return status;

@@ -222,6 +222,8 @@ int pb_threads(const struct pb_opts *o, struct pb_report *r)
               "CPU-bound with a global lock, %d threads, speedup", n);
     pb_figure(r, "gil_processes_speedup", gil_procs, "x", PB_NONE, 0,
               "CPU-bound with a lock per process, %d processes, speedup", n);
+    pb_figure(r, "capacity_cpus", cap, "CPUs", PB_NONE, 0,
+              "parallel capacity measured at the start (2 busy threads against one)");
     pthread_mutex_destroy(&sh->gil);
     munmap(sh, sizeof(*sh));
     return status;

@@ -24,13 +24,14 @@
  * ---------------------------------------------------------------------- */
 
 struct pard_out {
-    uint8_t *buf;       /* output or error message */
-    size_t len;         /* bytes used */
-    size_t cap;         /* bytes allocated */
-    bool failed;        /* pard_out_error was called */
-    uint64_t index;     /* the task */
-    const void *shared; /* the job's shared block, or NULL */
-    size_t shared_size; /* its bytes */
+    uint8_t *buf;          /* output or error message */
+    size_t len;            /* bytes used */
+    size_t cap;            /* bytes allocated */
+    bool failed;           /* pard_out_error was called */
+    uint64_t index;        /* the task */
+    const void *shared;    /* the job's shared block, or NULL */
+    size_t shared_size;    /* its bytes */
+    msgpack_packer packer; /* pard_out_packer, writing through out_pack_write */
 };
 
 static int out_reserve(struct pard_out *out, size_t more)
@@ -88,6 +89,26 @@ int pard_out_error(struct pard_out *out, const char *fmt, ...)
     out_vprintf(out, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+static int out_pack_write(void *data, const char *buf, size_t len)
+{
+    return pard_out_write(data, buf, len);
+}
+
+msgpack_packer *pard_out_packer(struct pard_out *out)
+{
+    msgpack_packer_init(&out->packer, out, out_pack_write);
+    return &out->packer;
+}
+
+int pard_unpack(const void *data, size_t len, msgpack_unpacked *u, const msgpack_object **obj)
+{
+    size_t off = 0;
+    if (msgpack_unpack_next(u, data, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len)
+        return -PARD_EPROTO;
+    *obj = &u->data;
+    return 0;
 }
 
 uint64_t pard_out_task_index(const struct pard_out *out)

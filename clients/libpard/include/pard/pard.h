@@ -43,6 +43,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <msgpack.h>
+
 #include "pard/ipc.h"
 
 #ifdef __cplusplus
@@ -133,6 +135,23 @@ int pard_out_printf(struct pard_out *out, const char *fmt, ...)
  */
 int pard_out_error(struct pard_out *out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * pard_out_packer - a msgpack packer that appends to the task's output, for
+ * functions whose results are structured: msgpack_pack_array(p, 2); ...
+ * Valid during the call. Mixing it with pard_out_write appends both.
+ */
+msgpack_packer *pard_out_packer(struct pard_out *out);
+
+/*
+ * pard_unpack - decode one msgpack object that fills data[0 .. len) (a
+ * task's input, or a result): *obj points into `u`, which the caller
+ * initialises with msgpack_unpacked_init and frees with
+ * msgpack_unpacked_destroy. Returns 0, or -PARD_EPROTO when the bytes are
+ * not exactly one msgpack object. Inputs are untrusted: check the object's
+ * type and sizes before use.
+ */
+int pard_unpack(const void *data, size_t len, msgpack_unpacked *u, const msgpack_object **obj);
 
 /* pard_out_task_index - the index of the task being run. */
 uint64_t pard_out_task_index(const struct pard_out *out);
