@@ -642,7 +642,10 @@ int main(int argc, char **argv)
     int64_t serial_ns = pard_now_ns() - t0;
 
     /* Parallel: the workers see the block through opts.shared. */
-    struct pard_map_opts opts = {.shared = handle, .max_workers = socket_path ? workers : 0};
+    struct pard_map_opts opts = {.shared = handle,
+                                 .max_workers = socket_path ? workers : 0,
+                                 .progress = true,
+                                 .total = tasks};
     t0 = pard_now_ns();
     rc = pard_map(c, "cv_knn", next_task, take_result, &par, &opts, NULL);
     int64_t par_ns = pard_now_ns() - t0;

@@ -132,7 +132,8 @@ int main(int argc, char **argv)
     int64_t serial_ns = pard_now_ns() - t0;
 
     t0 = pard_now_ns();
-    rc = pard_map(c, "pi_hits", next_task, add_hits, &j, NULL, NULL);
+    struct pard_map_opts opts = {.progress = true, .total = j.tasks};
+    rc = pard_map(c, "pi_hits", next_task, add_hits, &j, &opts, NULL);
     int64_t par_ns = pard_now_ns() - t0;
     pard_disconnect(c);
     if (rc != 0) {

@@ -228,7 +228,8 @@ int main(int argc, char **argv)
     struct run par = {0};
     struct pard_map_stats st;
     t0 = pard_now_ns();
-    int rc = pard_map(c, "xml_count", next_path, add_result, &par, NULL, &st);
+    struct pard_map_opts opts = {.progress = true, .total = nfiles};
+    int rc = pard_map(c, "xml_count", next_path, add_result, &par, &opts, &st);
     int64_t par_ns = pard_now_ns() - t0;
     pard_disconnect(c);
     if (rc != 0) {

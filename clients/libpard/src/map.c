@@ -89,6 +89,8 @@ struct map {
 
     uint32_t seen_epoch;
     int quiet_looks; /* reconcile: consecutive looks with nothing moving */
+    bool bar;        /* opts.progress and stderr is a terminal */
+    int64_t bar_start_ns, bar_drawn_ns;
     int64_t last_alive_check;
     int error; /* first fatal error */
 };
@@ -119,6 +121,34 @@ static int fail_job(struct map *m, int code, const char *fmt, ...)
  * Delivery
  * ---------------------------------------------------------------------- */
 
+/* The progress bar: done/total, rate and ETA, redrawn at most 10 times a
+ * second on stderr (only when it is a terminal). */
+static void draw_bar(struct map *m, bool final)
+{
+    int64_t now = pard_now_ns();
+    if (!final && now - m->bar_drawn_ns < 100000000)
+        return;
+    m->bar_drawn_ns = now;
+    double secs = (double)(now - m->bar_start_ns) / 1e9;
+    double rate = secs > 0 ? (double)m->stats.tasks / secs : 0;
+    uint64_t total = m->opts.total;
+    if (total && m->stats.tasks <= total) {
+        char bar[31];
+        int fill = (int)(30.0 * (double)m->stats.tasks / (double)total);
+        for (int i = 0; i < 30; i++)
+            bar[i] = i < fill ? '#' : '.';
+        bar[30] = '\0';
+        double eta = rate > 0 ? (double)(total - m->stats.tasks) / rate : 0;
+        fprintf(stderr, "\r%s [%s] %llu/%llu  %.0f/s  ETA %.1fs   ", m->function, bar,
+                (unsigned long long)m->stats.tasks, (unsigned long long)total, rate, eta);
+    } else {
+        fprintf(stderr, "\r%s: %llu done  %.0f/s   ", m->function,
+                (unsigned long long)m->stats.tasks, rate);
+    }
+    if (final)
+        fputc('\n', stderr);
+}
+
 static int call_back(struct map *m, uint64_t index, int status, const void *data, size_t len)
 {
     struct pard_result r = {
@@ -131,6 +161,8 @@ static int call_back(struct map *m, uint64_t index, int status, const void *data
     atomic_store_explicit(&m->job.ctl->delivered, m->stats.tasks, memory_order_relaxed);
     atomic_store_explicit(&m->job.ctl->failed, m->stats.failed, memory_order_relaxed);
     atomic_store_explicit(&m->job.done[index & (m->W - 1)], index + 1, memory_order_release);
+    if (m->bar)
+        draw_bar(m, false);
     if (rc != 0 && m->error == 0) {
         pard__set_error(m->c, rc, "the result callback stopped the map at task %llu",
                         (unsigned long long)index);
@@ -778,6 +810,8 @@ static int run(struct map *m)
         return rc;
     int64_t t0 = pard_now_ns();
     m->last_alive_check = t0;
+    m->bar = m->opts.progress && isatty(STDERR_FILENO);
+    m->bar_start_ns = t0;
     while (m->error == 0) {
         int fed = feed(m);
         if (fed < 0)
@@ -822,6 +856,8 @@ static int run(struct map *m)
         }
     }
     m->stats.elapsed_ns = pard_now_ns() - t0;
+    if (m->bar)
+        draw_bar(m, true);
     return m->error;
 }
 

@@ -245,6 +245,8 @@ struct pard_map_opts {
     enum pard_wait_mode wait_mode; /* how the submitter and workers wait */
     uint32_t max_workers;          /* lanes; 0 = daemon default */
     uint64_t shared;               /* a pard_share handle the workers see; 0 = none */
+    bool progress;                 /* draw a progress bar on stderr, if it is a terminal */
+    uint64_t total;                /* inputs expected, for the bar's ETA; 0 = unknown */
 };
 
 struct pard_map_stats {
