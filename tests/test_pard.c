@@ -420,3 +420,92 @@ Test(pard, parctl_maps_100000_squares_in_order_with_spawned_workers, .timeout = 
     unlink(path);
     test_daemon_stop(&d);
 }
+
+/* Run a shell command line; return its exit status (or -1). */
+static int sh(const char *cmd)
+{
+    int rc = system(cmd);
+    return rc >= 0 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+Test(pard, parctl_cancels_the_job_cleanly_on_ctrl_c, .timeout = 60)
+{
+    struct test_daemon d;
+    test_daemon_start(&d);
+    test_worker_start(&d);
+    wait_workers(&d, 1);
+    /* 2000 tasks of 20 ms: about 40 s; SIGINT after a second. */
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "yes 20000 | head -n 2000 > %s/in; "
+             "%s --socket %s map --batch 1 sleep_us %s/in >%s/out 2>%s/err & p=$!; "
+             "sleep 1; kill -INT $p; wait $p; echo $? >%s/rc",
+             d.dir, TEST_PARCTL, d.socket, d.dir, d.dir, d.dir, d.dir);
+    cr_assert_eq(sh(cmd), 0);
+    char path[256], buf[512] = {0};
+    snprintf(path, sizeof(path), "%s/rc", d.dir);
+    FILE *f = fopen(path, "r");
+    int rc = -1;
+    cr_assert_eq(fscanf(f, "%d", &rc), 1);
+    fclose(f);
+    cr_assert_eq(rc, 130, "parctl exits 130 when interrupted (got %d)", rc);
+    snprintf(path, sizeof(path), "%s/err", d.dir);
+    f = fopen(path, "r");
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cr_assert(strstr(buf, "cancelled"), "stderr says the job was cancelled: %s", buf);
+    /* The daemon has let the job go, and serves the next one. */
+    struct pard_msg_stats_reply s;
+    for (int i = 0; i < 500; i++) {
+        get_stats(&d, &s);
+        if (s.jobs == 0)
+            break;
+        usleep(10000);
+    }
+    cr_assert_eq(s.jobs, 0, "the cancelled job is gone from the daemon");
+    snprintf(cmd, sizeof(cmd), "printf '3\\n' | %s --socket %s map square | grep -qx 9",
+             TEST_PARCTL, d.socket);
+    cr_assert_eq(sh(cmd), 0, "the next map works");
+    const char *files[] = {"in", "out", "err", "rc"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof(path), "%s/%s", d.dir, files[i]);
+        unlink(path);
+    }
+    test_daemon_stop(&d);
+}
+
+Test(pard, parctl_maps_unordered_and_auto_batched_and_reports_stats_as_json, .timeout = 60)
+{
+    struct test_daemon d;
+    test_daemon_start(&d);
+    test_worker_start(&d);
+    test_worker_start(&d);
+    wait_workers(&d, 2);
+    char cmd[1024];
+    /* Auto-batched, ordered: the squares in order. */
+    snprintf(cmd, sizeof(cmd),
+             "seq 1 5000 | %s --socket %s map --batch auto square | "
+             "cmp -s - %s/want",
+             TEST_PARCTL, d.socket, d.dir);
+    char want[1024];
+    snprintf(want, sizeof(want), "seq 1 5000 | awk '{ printf \"%%.0f\\n\", $1 * $1 }' >%s/want",
+             d.dir);
+    cr_assert_eq(sh(want), 0);
+    cr_assert_eq(sh(cmd), 0, "auto-batched output differs");
+    /* Unordered: INDEX<TAB>OUTPUT lines; sorted by index, the same squares. */
+    snprintf(cmd, sizeof(cmd),
+             "seq 1 5000 | %s --socket %s map --unordered --batch 7 square | sort -n | "
+             "cut -f2 | cmp -s - %s/want",
+             TEST_PARCTL, d.socket, d.dir);
+    cr_assert_eq(sh(cmd), 0, "unordered output differs");
+    /* stats --json: one object with the counters, tasks_done counting ours. */
+    snprintf(cmd, sizeof(cmd),
+             "%s --socket %s stats --json | grep -q '^{\"pid\":[0-9]*,.*\"workers\":2,.*"
+             "\"tasks_done\":10000,.*}$'",
+             TEST_PARCTL, d.socket);
+    cr_assert_eq(sh(cmd), 0, "stats --json lacks the expected counters");
+    snprintf(want, sizeof(want), "%s/want", d.dir);
+    unlink(want);
+    test_daemon_stop(&d);
+}
