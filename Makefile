@@ -11,7 +11,7 @@ CMAKE   ?= cmake
 BUILD   ?= build
 # Debian packages the build, the tests and the demo need.
 DEPS    := build-essential cmake pkg-config libuv1-dev libmsgpack-dev libcriterion-dev \
-           clang libclang-rt-14-dev libexpat1-dev valgrind
+           clang libclang-rt-14-dev libexpat1-dev valgrind groff-base man-db
 
 .PHONY: all deps build demo check check-plain check-asan check-tsan format clean
 
@@ -67,3 +67,14 @@ format:
 
 clean:
 	rm -rf $(BUILD)
+
+# pard against its peers (bench/peers, docs/performance.md): Python's
+# multiprocessing and concurrent.futures, joblib, GNU parallel and ZeroMQ,
+# each ratio measured in one run. The peers are not needed by `make check`,
+# so they have their own list, installed the way `deps` installs DEPS.
+PEER_DEPS := python3 python3-joblib parallel libzmq3-dev gnuplot-nox
+
+.PHONY: bench-peers
+bench-peers: build
+	@$(MAKE) --no-print-directory deps DEPS="$(PEER_DEPS)"
+	sh bench/peers/run.sh $(BUILD)/release

@@ -65,12 +65,17 @@ struct pool {
     _Alignas(PARD_CACHELINE) uint64_t n;
     uint64_t iters;
     task_fn fn;
-    uint8_t *status; /* one byte per task */
+    uint8_t *status;           /* one byte per task */
+    _Atomic unsigned next_cpu; /* thread i runs on CPU i */
 };
 
 static void *pool_thread(void *arg)
 {
     struct pool *p = arg;
+    /* One thread per CPU, as a pool sized to the machine would be: left
+     * alone, the scheduler may stack both on one CPU when something else
+     * runs, and the counter would stop moving between cores. */
+    pb_pin_cpu((int)atomic_fetch_add(&p->next_cpu, 1));
     for (;;) {
         uint64_t i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
         if (i >= p->n)
