@@ -116,7 +116,8 @@ static int self_exe(char *buf, size_t len)
 }
 
 /* The pard daemon: ../daemon/pard beside our executable (a build tree),
- * then $PARD_DAEMON, then the PATH. */
+ * pard or ../sbin/pard beside it (installed), then $PARD_DAEMON, then the
+ * PATH. */
 static int find_daemon(char *out, size_t len)
 {
     char self[PATH_MAX];
@@ -128,6 +129,9 @@ static int find_daemon(char *out, size_t len)
             if (n > 0 && (size_t)n < len && executable(out))
                 return 0;
             n = snprintf(out, len, "%s/pard", self); /* installed side by side */
+            if (n > 0 && (size_t)n < len && executable(out))
+                return 0;
+            n = snprintf(out, len, "%s/../sbin/pard", self); /* installed: bin/ and sbin/ */
             if (n > 0 && (size_t)n < len && executable(out))
                 return 0;
         }
