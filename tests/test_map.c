@@ -659,11 +659,22 @@ static int whoami(void *ctx, const void *in, size_t len, struct pard_out *out)
     return pard_out_printf(out, "%d", (int)getpid());
 }
 
+/* "3" aborts its worker; any other input comes back as it is. */
+static int crash_on_3(void *ctx, const void *in, size_t len, struct pard_out *out)
+{
+    if (len == 1 && *(const char *)in == '3')
+        abort();
+    return pard_out_write(out, in, len);
+}
+
+static int echo_fast(void *ctx, const void *in, size_t len, struct pard_out *out)
+{
+    return pard_out_write(out, in, len);
+}
+
 static const struct pard_function private_fns[] = {
-    {"crash_once", crash_once},
-    {"hang_once", hang_once},
-    {"checksum", checksum},
-    {"whoami", whoami},
+    {"crash_on_3", crash_on_3}, {"echo_fast", echo_fast}, {"crash_once", crash_once},
+    {"hang_once", hang_once},   {"checksum", checksum},   {"whoami", whoami},
 };
 #define NPRIVATE_FNS (sizeof(private_fns) / sizeof(private_fns[0]))
 
@@ -701,33 +712,15 @@ static struct pard_client *open_private(void)
     state = test_shared_alloc(sizeof(*state));
     memset(state, 0, sizeof(*state));
     struct pard_client *c = NULL;
-    /*
-     * WORKAROUND for a race in pard_open_private (see the test
-     * open_private_returns_with_every_worker_ready_to_serve below): it
-     * waits for the daemon's socket file, which pard creates at bind(),
-     * before listen(); so it, or a worker it forked, can be refused. Retry
-     * that; and make sure every worker is there. Drop this once pard
-     * listens before its socket appears.
-     */
-    for (int attempt = 0; attempt < 3; attempt++) {
-        int rc = pard_open_private(&c, private_fns, NPRIVATE_FNS, PRIVATE_WORKERS);
-        if (rc == -ECONNREFUSED)
-            continue;
-        cr_assert_eq(rc, 0, "pard_open_private: %s", pard_last_error());
-        char socket[256];
-        cr_assert_neq(private_daemon(socket, sizeof(socket)), 0, "no private daemon");
-        struct pard_msg_stats_reply s = {0};
-        for (int i = 0; i < 1000 && s.idle_workers < PRIVATE_WORKERS; i++) {
-            get_stats(socket, &s);
-            if (s.idle_workers < PRIVATE_WORKERS)
-                usleep(10000);
-        }
-        if (s.idle_workers >= PRIVATE_WORKERS)
-            return c;
-        pard_disconnect(c); /* a worker was refused and is gone */
-    }
-    cr_assert_fail("pard_open_private gave no %d ready workers in 3 attempts", PRIVATE_WORKERS);
-    return NULL;
+    /* pard_open_private returns once every worker has registered. */
+    int rc = pard_open_private(&c, private_fns, NPRIVATE_FNS, PRIVATE_WORKERS);
+    cr_assert_eq(rc, 0, "pard_open_private: %s", pard_last_error());
+    char socket[256];
+    cr_assert_neq(private_daemon(socket, sizeof(socket)), 0, "no private daemon");
+    struct pard_msg_stats_reply st = {0};
+    get_stats(socket, &st);
+    cr_assert_geq(st.workers, PRIVATE_WORKERS, "every private worker registered");
+    return c;
 }
 
 /* Results of the "ok I" functions: what each index said. */
@@ -1282,4 +1275,104 @@ Test(map, passes_msgpack_arguments_and_results_through_the_helpers, .timeout = 1
     cr_assert_str_eq(g.first_bad, "stats: the input is not a msgpack array");
     pard_disconnect(c);
     test_daemon_stop(&d);
+}
+
+/* ======================================================================
+ * Regressions found in review
+ * ====================================================================== */
+
+/* Inputs "0".."n-1", except that input `big` is `big_len` bytes of 'x'. */
+struct odd_inputs {
+    uint64_t n, big;
+    size_t big_len;
+    char *big_buf;
+    char buf[32];
+    uint64_t seen, wrong, failed, slow_us;
+    int status[64];
+};
+
+static int next_odd(void *arg, uint64_t index, const void **data, size_t *len)
+{
+    struct odd_inputs *o = arg;
+    if (index >= o->n)
+        return 0;
+    if (index == o->big && o->big_buf) {
+        *data = o->big_buf;
+        *len = o->big_len;
+        return 1;
+    }
+    *len = (size_t)snprintf(o->buf, sizeof(o->buf), "%llu", (unsigned long long)index);
+    *data = o->buf;
+    return 1;
+}
+
+static int check_odd(void *arg, const struct pard_result *r)
+{
+    struct odd_inputs *o = arg;
+    o->seen++;
+    o->failed += r->status != 0;
+    if (r->index < 64)
+        o->status[r->index] = r->status;
+    char want[32];
+    int n = snprintf(want, sizeof(want), "%llu", (unsigned long long)r->index);
+    if (r->status == 0 && (r->len != (size_t)n || memcmp(r->data, want, (size_t)n) != 0))
+        o->wrong++;
+    if (o->slow_us)
+        usleep((useconds_t)o->slow_us);
+    return 0;
+}
+
+Test(map, fails_an_oversized_input_alone_inside_a_batch, .timeout = 60)
+{
+    struct test_daemon d;
+    start_with_workers(&d, 2);
+    struct pard_client *c;
+    cr_assert_eq(pard_connect(&c, d.socket), 0, "%s", pard_last_error());
+    struct odd_inputs o = {.n = 20, .big = 5, .big_len = 3 << 20};
+    o.big_buf = malloc(o.big_len);
+    memset(o.big_buf, 'x', o.big_len);
+    struct pard_map_opts opts = {.batch = 8};
+    cr_assert_eq(pard_map(c, "echo", next_odd, check_odd, &o, &opts, NULL), 0, "%s",
+                 pard_last_error());
+    free(o.big_buf);
+    cr_assert_eq(o.seen, 20);
+    cr_assert_eq(o.status[5], -PARD_ETOOBIG);
+    for (int i = 0; i < 20; i++)
+        if (i != 5)
+            cr_assert_eq(o.status[i], 0, "task %d: %d", i, o.status[i]);
+    cr_assert_eq(o.wrong, 0, "every other task got its own input");
+    pard_disconnect(c);
+    test_daemon_stop(&d);
+}
+
+Test(map, blames_a_crash_on_the_task_that_crashed_within_a_batch, .timeout = 60)
+{
+    struct pard_client *c = open_private();
+    struct odd_inputs o = {.n = 8, .big = UINT64_MAX};
+    struct pard_map_opts opts = {.batch = 8}; /* one batch, no time limit */
+    cr_assert_eq(pard_map(c, "crash_on_3", next_odd, check_odd, &o, &opts, NULL), 0, "%s",
+                 pard_last_error());
+    cr_assert_eq(o.seen, 8);
+    cr_assert_eq(o.status[3], -PARD_EWORKERDIED);
+    for (int i = 0; i < 8; i++)
+        if (i != 3)
+            cr_assert_eq(o.status[i], 0, "task %d was blamed (%d)", i, o.status[i]);
+    cr_assert_eq(o.wrong, 0);
+    pard_disconnect(c);
+}
+
+Test(map, does_not_time_out_workers_waiting_for_a_slow_submitter, .timeout = 120)
+{
+    struct pard_client *c = open_private();
+    struct odd_inputs o = {.n = 400, .big = UINT64_MAX, .slow_us = 2000};
+    /* Each result takes the submitter 2 ms; 400 of them far exceed the
+     * 200 ms limit, which counts only the running task. */
+    struct pard_map_opts opts = {.batch = 1, .timeout_ms = 200};
+    cr_assert_eq(pard_map(c, "echo_fast", next_odd, check_odd, &o, &opts, NULL), 0, "%s",
+                 pard_last_error());
+    cr_assert_eq(o.seen, 400);
+    cr_assert_eq(o.failed, 0, "%llu tasks failed, e.g. task 0: %d", (unsigned long long)o.failed,
+                 o.status[0]);
+    cr_assert_eq(o.wrong, 0);
+    pard_disconnect(c);
 }

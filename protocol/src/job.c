@@ -48,7 +48,8 @@ int pard_job_geometry_fill(struct pard_job_geometry *g)
 
 static uint64_t lane_ring_bytes(const struct pard_job_geometry *g)
 {
-    return ALIGN64(pard_ring_footprint(PARD_RING_SPSC, g->lane_ring, sizeof(struct pard_result_desc)));
+    return ALIGN64(
+        pard_ring_footprint(PARD_RING_SPSC, g->lane_ring, sizeof(struct pard_result_desc)));
 }
 
 static uint64_t lane_stride(const struct pard_job_geometry *g)
@@ -223,15 +224,19 @@ int pard_job_lane_reset(const struct pard_job *job, uint32_t index)
         return -EINVAL;
     uint8_t *b = job->lanes_base + (uint64_t)index * job->lane_stride;
     struct pard_lane_ctl *ctl = (struct pard_lane_ctl *)b;
-    /* Keep the daemon's line (state, pid, gen); clear the worker's. */
-    uint32_t state = atomic_load(&ctl->state), death = atomic_load(&ctl->death);
-    int32_t pid = atomic_load(&ctl->pid);
-    uint32_t gen = atomic_load(&ctl->gen);
-    int rc = lane_init(job, index);
-    atomic_store(&ctl->death, death);
-    atomic_store(&ctl->pid, pid);
-    atomic_store(&ctl->gen, gen);
-    atomic_store(&ctl->state, state);
+    /* Clear the worker's line and re-lay the ring and arena, but never
+     * write the daemon's line: it reads state concurrently, and a state
+     * that read FREE for a moment could be handed out mid-reset. */
+    memset((uint8_t *)ctl + offsetof(struct pard_lane_ctl, leased), 0,
+           sizeof(*ctl) - offsetof(struct pard_lane_ctl, leased));
+    struct pard_ring ring;
+    struct pard_arena arena;
+    uint64_t rbytes = lane_ring_bytes(&job->geo);
+    int rc = pard_ring_init(&ring, b + sizeof(*ctl), rbytes, PARD_RING_SPSC, job->geo.lane_ring,
+                            sizeof(struct pard_result_desc));
+    if (rc == 0)
+        rc = pard_arena_init(&arena, b + sizeof(*ctl) + rbytes,
+                             job->lane_stride - sizeof(*ctl) - rbytes, job->geo.output_arena);
     return rc;
 }
 

@@ -259,7 +259,12 @@ static int push_desc(struct map *m, const struct pard_task_desc *d)
         if (n != -ETIMEDOUT)
             return fail_job(m, n, "the task ring is corrupted: %s", pard_strerror(n));
         if (pard__daemon_alive(m->c) != 0)
-            return -PARD_EDAEMON;
+            return fail_job(m, -PARD_EDAEMON, "%s", pard_last_error());
+        /* A worker killed between claiming a slot and freeing it blocks
+         * that slot for good; do not wait past a cancel or the job's end. */
+        if (pard__cancelled(m->c) ||
+            atomic_load_explicit(&m->job.ctl->state, memory_order_acquire) != PARD_JOB_RUNNING)
+            return fail_job(m, -PARD_ECANCELED, "cancelled while the task ring was full");
     }
 }
 
@@ -375,7 +380,12 @@ static int feed(struct map *m)
         }
         uint64_t size = pard_record_size(len);
         if (size > limit || len > UINT32_MAX) {
-            /* It can never fit: fail this task alone, with the reason. */
+            /* It can never fit: fail this task alone, with the reason. A
+             * batch holds consecutive indices: push the one being filled
+             * first, as this index will be in none. */
+            int rc = flush_cur(m);
+            if (rc != 0)
+                return rc;
             uint64_t i = m->next++;
             slot_of(m, i)->state = SLOT_PENDING;
             m->has_carry = false;
@@ -880,6 +890,8 @@ int pard_map(struct pard_client *c, const char *function, pard_input_fn next_inp
     if (opts)
         m->opts = *opts;
     m->batch = 1;
+    if (m->opts.retries > UINT8_MAX) /* slot.tries counts to 255 */
+        m->opts.retries = UINT8_MAX;
     int rc = run(m);
     /* A cancel applies to the map it interrupted (or, sent between maps,
      * to the next one): once a map is over, it is spent. */

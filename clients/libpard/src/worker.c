@@ -225,11 +225,13 @@ struct serve {
     int64_t span_start_ns; /* when the span's first task started */
 };
 
-/* The job still wants us: running, and our lane still ours. */
+/* The job still wants us: running, and our lane still ours (the daemon
+ * bumps gen when it gives the lane to another worker). */
 static bool still_serving(struct serve *s)
 {
     return atomic_load_explicit(&s->job.ctl->state, memory_order_acquire) == PARD_JOB_RUNNING &&
-           atomic_load_explicit(&s->lane.ctl->state, memory_order_acquire) == PARD_LANE_ACTIVE;
+           atomic_load_explicit(&s->lane.ctl->state, memory_order_acquire) == PARD_LANE_ACTIVE &&
+           atomic_load_explicit(&s->lane.ctl->gen, memory_order_acquire) == s->gen;
 }
 
 static bool tasks_or_leave(void *arg)
@@ -295,6 +297,10 @@ static int emit(struct serve *s, uint64_t index, uint32_t status, const void *da
 {
     uint64_t size = pard_record_size(len);
     struct pard_span span;
+    /* A lane taken from us while a task ran (the daemon lost us and gave
+     * it to another worker) has another writer now: never touch it. */
+    if (atomic_load_explicit(&s->lane.ctl->gen, memory_order_acquire) != s->gen)
+        return -PARD_ECANCELED;
     for (;;) {
         int rc = pard_arena_alloc(&s->lane.output, size, &span);
         if (rc < 0)
@@ -359,13 +365,18 @@ static int run_task(struct serve *s, uint64_t index, const void *in, size_t len)
     out->len = 0;
     out->failed = false;
     out->index = index;
-    if (s->timed) {
-        atomic_store_explicit(&s->lane.ctl->current, index, memory_order_relaxed);
+    /* `current` names the task a crash or a timeout is blamed on: always
+     * published; the clock only when the job has a time limit. */
+    atomic_store_explicit(&s->lane.ctl->current, index, memory_order_relaxed);
+    if (s->timed)
         atomic_store_explicit(&s->lane.ctl->started_ns, pard_now_ns(), memory_order_release);
-    }
     if (s->span_count == 0)
         s->task_start_ns = pard_now_ns(); /* one clock read per span, not per task */
     int rc = s->fn(s->w->ctx, in, len, out);
+    /* The task is over: waiting for room in the lane next (a slow
+     * submitter) must not count against its time limit. */
+    if (s->timed)
+        atomic_store_explicit(&s->lane.ctl->started_ns, 0, memory_order_release);
     if (rc != 0 && !out->failed) {
         out->len = 0;
         out_reserve(out, 64);
@@ -449,6 +460,7 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
                                "job %llu: bad lane %u or function %s",
                                (unsigned long long)a->job_id, a->lane, a->function);
     }
+    s.gen = atomic_load_explicit(&s.lane.ctl->gen, memory_order_acquire);
     atomic_store(&crash_lane, s.lane.ctl);
     bool have_share = a->shared != 0 && a->shared == w->shared_handle;
     w->out.shared = have_share ? w->shared_data : NULL;
