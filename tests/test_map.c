@@ -16,9 +16,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "helpers.h"
-#include "pard/pard.h"
-#include "pard/proto.h"
+#include "client_helpers.h"
 
 #define TEST_CLIENTS PARD_BUILD_DIR "/clients"
 
@@ -26,55 +24,12 @@
  * Helpers: the daemon's stats, workers, processes
  * ====================================================================== */
 
-/*
- * Connect as a control client. pard creates its socket file at bind() and
- * listens a moment later, so a client that saw the file can still be
- * refused: retry that for 10 s (see test_daemon_wait_ready in helpers.h,
- * which only waits for the file).
- */
+/* A control connection (the daemon is listening once its socket exists). */
 static struct pard_client *connect_control(const char *socket)
 {
     struct pard_client *c = NULL;
-    int rc = -ECONNREFUSED;
-    for (int i = 0; i < 1000 && rc == -ECONNREFUSED; i++) {
-        rc = pard_connect_control(&c, socket);
-        if (rc == -ECONNREFUSED)
-            usleep(10000);
-    }
-    cr_assert_eq(rc, 0, "%s", pard_last_error());
+    cr_assert_eq(pard_connect_control(&c, socket), 0, "%s", pard_last_error());
     return c;
-}
-
-/* Ask the daemon at `socket` for its stats (over a control connection). */
-static void get_stats(const char *socket, struct pard_msg_stats_reply *out)
-{
-    struct pard_client *c = connect_control(socket);
-    struct pard_msg *m = malloc(sizeof(*m));
-    struct pard_frame_reader r;
-    pard_frame_reader_init(&r, 0);
-    pard_msg_init(m, PARD_MSG_STATS);
-    cr_assert_eq(pard_sock_send_msg(pard_client_fd(c), m, -1), 0);
-    cr_assert_eq(pard_sock_recv_msg(pard_client_fd(c), &r, m, 5000, NULL), 0);
-    cr_assert_eq(m->type, PARD_MSG_STATS_REPLY);
-    *out = m->stats_reply;
-    pard_frame_reader_destroy(&r);
-    free(m);
-    pard_disconnect(c);
-}
-
-/* Wait until `n` workers have registered their functions and are idle
- * (20 s at most: the VM is busy). */
-static void wait_workers(struct test_daemon *d, uint64_t n)
-{
-    struct pard_msg_stats_reply s;
-    for (int i = 0; i < 2000; i++) {
-        get_stats(d->socket, &s);
-        if (s.idle_workers >= n)
-            return;
-        usleep(10000);
-    }
-    cr_assert_fail("only %llu of %llu workers registered", (unsigned long long)s.workers,
-                   (unsigned long long)n);
 }
 
 /* Wait until the daemon holds no job (20 s at most). */
@@ -82,7 +37,7 @@ static void wait_no_jobs(const char *socket)
 {
     struct pard_msg_stats_reply s;
     for (int i = 0; i < 2000; i++) {
-        get_stats(socket, &s);
+        test_get_stats(socket, &s);
         if (s.jobs == 0)
             return;
         usleep(10000);
@@ -96,7 +51,7 @@ static void start_with_spawned_workers(struct test_daemon *d, const char *n)
 {
     char *args[] = {"--spawn", (char *)n, "--worker", TEST_WORKER, NULL};
     test_daemon_start_args(d, args);
-    wait_workers(d, strtoull(n, NULL, 10));
+    test_wait_workers(d, strtoull(n, NULL, 10));
 }
 
 /* A daemon and `n` example workers started by the test. */
@@ -106,7 +61,7 @@ static void start_with_workers(struct test_daemon *d, int n)
     pard_disconnect(connect_control(d->socket)); /* listening: workers are not refused */
     for (int i = 0; i < n; i++)
         test_worker_start(d);
-    wait_workers(d, (uint64_t)n);
+    test_wait_workers(d, (uint64_t)n);
 }
 
 static uint64_t fnv1a(const void *data, size_t len)
@@ -498,7 +453,7 @@ Test(map, a_task_over_its_time_limit_fails_alone_and_the_others_succeed, .timeou
         }
     }
     struct pard_msg_stats_reply s;
-    get_stats(d.socket, &s);
+    test_get_stats(d.socket, &s);
     cr_assert_eq(s.timeouts, 1, "the daemon killed %llu workers for time",
                  (unsigned long long)s.timeouts);
     results_free(&r);
@@ -526,7 +481,7 @@ Test(map, a_task_that_always_times_out_is_retried_once_then_fails, .timeout = 12
     cr_assert_eq(r.status[1], -PARD_ETASKTIMEOUT, "status %d: %s", r.status[1], r.message[1]);
     cr_assert_eq(st.requeued, 1, "re-queued %llu times", (unsigned long long)st.requeued);
     struct pard_msg_stats_reply s;
-    get_stats(d.socket, &s);
+    test_get_stats(d.socket, &s);
     cr_assert_eq(s.timeouts, 2, "two attempts, two timeouts; the daemon counted %llu",
                  (unsigned long long)s.timeouts);
     results_free(&r);
@@ -552,11 +507,11 @@ Test(map, a_task_that_always_crashes_ends_as_worker_died_after_its_retries, .tim
     cr_assert(strstr(r.message[0], "ABRT"), "message: %s", r.message[0]);
     cr_assert_eq(st.requeued, 2, "re-queued %llu times", (unsigned long long)st.requeued);
     struct pard_msg_stats_reply s;
-    get_stats(d.socket, &s);
+    test_get_stats(d.socket, &s);
     cr_assert_eq(s.worker_deaths, 3, "three attempts, three deaths; the daemon counted %llu",
                  (unsigned long long)s.worker_deaths);
     /* The spawned workers come back and the next map runs normally. */
-    wait_workers(&d, 2);
+    test_wait_workers(&d, 2);
     results_free(&r);
     results_init(&r, "square", IN_NUMBER, 100, true);
     cr_assert_eq(pard_map(c, "square", next_input, record, &r, NULL, NULL), 0, "%s",
@@ -718,7 +673,7 @@ static struct pard_client *open_private(void)
     char socket[256];
     cr_assert_neq(private_daemon(socket, sizeof(socket)), 0, "no private daemon");
     struct pard_msg_stats_reply st = {0};
-    get_stats(socket, &st);
+    test_get_stats(socket, &st);
     cr_assert_geq(st.workers, PRIVATE_WORKERS, "every private worker registered");
     return c;
 }
@@ -1010,7 +965,7 @@ Test(map, the_embedded_default_needs_no_daemon_and_leaves_nothing_behind, .timeo
     char *slash = strrchr(dir, '/');
     cr_assert_not_null(slash);
     struct pard_msg_stats_reply s;
-    get_stats(dir, &s); /* dir still holds the socket path here */
+    test_get_stats(dir, &s); /* dir still holds the socket path here */
     cr_assert_eq(s.pid, (uint32_t)daemon_pid);
     cr_assert_eq(s.workers, PRIVATE_WORKERS);
     *slash = '\0';
@@ -1122,7 +1077,7 @@ Test(map, the_cross_validation_case_study_agrees_through_a_running_daemon, .time
     struct test_daemon d;
     char *args[] = {"--spawn", "2", "--worker", TEST_CLIENTS "/pard-crossval --worker", NULL};
     test_daemon_start_args(&d, args);
-    wait_workers(&d, 2);
+    test_wait_workers(&d, 2);
     char out[8192];
     char *argv[] = {TEST_CLIENTS "/pard-crossval",
                     "--socket",
@@ -1142,7 +1097,7 @@ Test(map, the_xml_case_study_agrees_with_its_serial_run, .timeout = 120)
     struct test_daemon d;
     char *args[] = {"--spawn", "2", "--worker", TEST_CLIENTS "/pard-xmlcount --worker", NULL};
     test_daemon_start_args(&d, args);
-    wait_workers(&d, 2);
+    test_wait_workers(&d, 2);
     /* 12 files: file i has a root with one attribute and i+1 children;
      * and one that is not well-formed, which both runs must count alike. */
     char xml[160];

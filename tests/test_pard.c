@@ -6,43 +6,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "helpers.h"
-#include "pard/pard.h"
-#include "pard/proto.h"
+#include "client_helpers.h"
 
 /* ---- helpers ---------------------------------------------------------- */
-
-/* Ask the daemon for its stats (over a control connection). */
-static void get_stats(struct test_daemon *d, struct pard_msg_stats_reply *out)
-{
-    struct pard_client *c;
-    cr_assert_eq(pard_connect_control(&c, d->socket), 0, "%s", pard_last_error());
-    struct pard_msg *m = malloc(sizeof(*m));
-    struct pard_frame_reader r;
-    pard_frame_reader_init(&r, 0);
-    pard_msg_init(m, PARD_MSG_STATS);
-    cr_assert_eq(pard_sock_send_msg(pard_client_fd(c), m, -1), 0);
-    cr_assert_eq(pard_sock_recv_msg(pard_client_fd(c), &r, m, 5000, NULL), 0);
-    cr_assert_eq(m->type, PARD_MSG_STATS_REPLY);
-    *out = m->stats_reply;
-    pard_frame_reader_destroy(&r);
-    free(m);
-    pard_disconnect(c);
-}
-
-/* Wait until `n` workers are registered (10 s at most). */
-static void wait_workers(struct test_daemon *d, uint64_t n)
-{
-    struct pard_msg_stats_reply s;
-    for (int i = 0; i < 1000; i++) {
-        get_stats(d, &s);
-        if (s.workers >= n)
-            return;
-        usleep(10000);
-    }
-    cr_assert_fail("only %llu of %llu workers registered", (unsigned long long)s.workers,
-                   (unsigned long long)n);
-}
 
 /* Inputs: decimal numbers 0 .. n-1 (or a fixed string for every task). */
 struct inputs {
@@ -127,7 +93,7 @@ Test(pard, maps_100000_tasks_with_results_in_order, .timeout = 120)
     test_daemon_start(&d);
     test_worker_start(&d);
     test_worker_start(&d);
-    wait_workers(&d, 2);
+    test_wait_workers(&d, 2);
     struct pard_client *c;
     cr_assert_eq(pard_connect(&c, d.socket), 0, "%s", pard_last_error());
     struct tally t = {0};
@@ -157,7 +123,7 @@ Test(pard, reports_a_failing_task_with_its_message_and_goes_on, .timeout = 60)
     struct test_daemon d;
     test_daemon_start(&d);
     test_worker_start(&d);
-    wait_workers(&d, 1);
+    test_wait_workers(&d, 1);
     struct pard_client *c;
     cr_assert_eq(pard_connect(&c, d.socket), 0);
     struct tally t = {0};
@@ -179,7 +145,7 @@ Test(pard, refuses_an_unknown_function_with_a_clear_error, .timeout = 30)
     struct test_daemon d;
     test_daemon_start(&d);
     test_worker_start(&d);
-    wait_workers(&d, 1);
+    test_wait_workers(&d, 1);
     struct pard_client *c;
     cr_assert_eq(pard_connect(&c, d.socket), 0);
     struct tally t = {0};
@@ -219,7 +185,7 @@ Test(pard, completes_a_job_exactly_once_when_a_worker_is_killed, .timeout = 120)
     pid_t victim = test_worker_start(&d);
     test_worker_start(&d);
     test_worker_start(&d);
-    wait_workers(&d, 3);
+    test_wait_workers(&d, 3);
     struct pard_client *c;
     cr_assert_eq(pard_connect(&c, d.socket), 0);
     struct tally t = {0};
@@ -251,7 +217,7 @@ Test(pard, fails_the_task_that_crashes_its_worker_and_goes_on, .timeout = 60)
     struct test_daemon d;
     char *spawn[] = {"--spawn", "2", "--worker", TEST_WORKER, NULL};
     test_daemon_start_args(&d, spawn);
-    wait_workers(&d, 2);
+    test_wait_workers(&d, 2);
     struct pard_client *c;
     cr_assert_eq(pard_connect(&c, d.socket), 0);
     struct tally t = {0};
@@ -263,7 +229,7 @@ Test(pard, fails_the_task_that_crashes_its_worker_and_goes_on, .timeout = 60)
     cr_assert(strstr(t.last_message, "SIGABRT") || strstr(t.last_message, "ABRT"), "message: %s",
               t.last_message);
     /* The daemon replaces the worker; the next job runs normally. */
-    wait_workers(&d, 2);
+    test_wait_workers(&d, 2);
     tally_init(&t, 100, true);
     cr_assert_eq(pard_map(c, "square", next_number, check_square, &t, NULL, NULL), 0, "%s",
                  pard_last_error());
@@ -279,7 +245,7 @@ Test(pard, times_out_a_hung_task_and_replaces_its_worker, .timeout = 60)
     struct test_daemon d;
     char *spawn[] = {"--spawn", "1", "--worker", TEST_WORKER, NULL};
     test_daemon_start_args(&d, spawn);
-    wait_workers(&d, 1);
+    test_wait_workers(&d, 1);
     struct pard_client *c;
     cr_assert_eq(pard_connect(&c, d.socket), 0);
     struct tally t = {0};
@@ -291,7 +257,7 @@ Test(pard, times_out_a_hung_task_and_replaces_its_worker, .timeout = 60)
     cr_assert_eq(t.errors, 1);
     cr_assert_eq(t.last_status, -PARD_ETASKTIMEOUT, "status %d: %s", t.last_status, t.last_message);
     cr_assert(strstr(t.last_message, "300 ms"), "message: %s", t.last_message);
-    wait_workers(&d, 1);
+    test_wait_workers(&d, 1);
     tally_init(&t, 10, true);
     cr_assert_eq(pard_map(c, "square", next_number, check_square, &t, NULL, NULL), 0);
     cr_assert_eq(t.wrong + t.errors, 0);
@@ -320,7 +286,7 @@ Test(pard, returns_a_clear_error_when_the_daemon_is_killed, .timeout = 60)
     struct test_daemon d;
     test_daemon_start(&d);
     test_worker_start(&d);
-    wait_workers(&d, 1);
+    test_wait_workers(&d, 1);
     struct pard_client *c;
     cr_assert_eq(pard_connect(&c, d.socket), 0);
     struct tally t = {0};
@@ -354,7 +320,7 @@ Test(pard, returns_a_clear_error_when_the_daemon_is_killed, .timeout = 60)
         }
         usleep(10000);
     }
-    get_stats(&d, &s);
+    test_get_stats(d.socket, &s);
     cr_assert_eq(s.pid, (uint32_t)d.pid, "the new daemon answers");
     free(t.seen);
     test_daemon_stop(&d);
@@ -365,7 +331,7 @@ Test(pard, maps_lines_with_parctl_and_reports_failures, .timeout = 60)
     struct test_daemon d;
     test_daemon_start(&d);
     test_worker_start(&d);
-    wait_workers(&d, 1);
+    test_wait_workers(&d, 1);
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
              "printf '1\\n2\\nx\\n4\\n' | %s --socket %s map square >%s/out 2>%s/err; echo $? "
@@ -404,7 +370,7 @@ Test(pard, parctl_maps_100000_squares_in_order_with_spawned_workers, .timeout = 
     struct test_daemon d;
     char *spawn[] = {"--spawn", "2", "--worker", TEST_WORKER, NULL};
     test_daemon_start_args(&d, spawn);
-    wait_workers(&d, 2);
+    test_wait_workers(&d, 2);
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
              "seq 1 100000 | %s --socket %s map square >%s/out && "
@@ -433,7 +399,7 @@ Test(pard, parctl_cancels_the_job_cleanly_on_ctrl_c, .timeout = 60)
     struct test_daemon d;
     test_daemon_start(&d);
     test_worker_start(&d);
-    wait_workers(&d, 1);
+    test_wait_workers(&d, 1);
     /* 2000 tasks of 20 ms: about 40 s; SIGINT after a second. */
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
@@ -458,7 +424,7 @@ Test(pard, parctl_cancels_the_job_cleanly_on_ctrl_c, .timeout = 60)
     /* The daemon has let the job go, and serves the next one. */
     struct pard_msg_stats_reply s;
     for (int i = 0; i < 500; i++) {
-        get_stats(&d, &s);
+        test_get_stats(d.socket, &s);
         if (s.jobs == 0)
             break;
         usleep(10000);
@@ -481,7 +447,7 @@ Test(pard, parctl_maps_unordered_and_auto_batched_and_reports_stats_as_json, .ti
     test_daemon_start(&d);
     test_worker_start(&d);
     test_worker_start(&d);
-    wait_workers(&d, 2);
+    test_wait_workers(&d, 2);
     char cmd[1024];
     /* Auto-batched, ordered: the squares in order. */
     snprintf(cmd, sizeof(cmd),

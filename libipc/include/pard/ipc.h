@@ -143,14 +143,14 @@ struct pard_section {
  * creator; an attacher acquires it first.
  */
 struct pard_region_header {
-    _Atomic uint32_t magic;     /* PARD_REGION_MAGIC once published */
-    uint32_t version;           /* PARD_REGION_VERSION */
-    uint64_t size;              /* total bytes, equals the object's size */
-    uint32_t header_size;       /* sizeof(struct pard_region_header) */
-    uint32_t nsections;         /* used entries of sections[] */
-    uint32_t user_version;      /* layout version of the layer above */
-    uint32_t reserved;          /* zero */
-    uint64_t user[4];           /* small values for the layer above */
+    _Atomic uint32_t magic; /* PARD_REGION_MAGIC once published */
+    uint32_t version;       /* PARD_REGION_VERSION */
+    uint64_t size;          /* total bytes, equals the object's size */
+    uint32_t header_size;   /* sizeof(struct pard_region_header) */
+    uint32_t nsections;     /* used entries of sections[] */
+    uint32_t user_version;  /* layout version of the layer above */
+    uint32_t reserved;      /* zero */
+    uint64_t user[4];       /* small values for the layer above */
     struct pard_section sections[PARD_REGION_MAX_SECTIONS];
 };
 
@@ -159,11 +159,11 @@ struct pard_region_header {
  * mapped; the section table is a private copy validated at attach time.
  */
 struct pard_region {
-    void *base;                 /* start of the mapping */
-    size_t size;                /* length of the mapping */
-    int fd;                     /* the shm file descriptor, or -1 */
-    uint32_t nsections;         /* validated copy */
-    uint32_t user_version;      /* validated copy */
+    void *base;            /* start of the mapping */
+    size_t size;           /* length of the mapping */
+    int fd;                /* the shm file descriptor, or -1 */
+    uint32_t nsections;    /* validated copy */
+    uint32_t user_version; /* validated copy */
     struct pard_section sections[PARD_REGION_MAX_SECTIONS];
 };
 
@@ -291,8 +291,8 @@ void pard_event_notify(struct pard_event *ev);
  * tell why from its own state.
  */
 typedef bool (*pard_ready_fn)(void *arg);
-int pard_wait_until(struct pard_event *ev, enum pard_wait_mode mode, pard_ready_fn ready,
-                    void *arg, int64_t deadline_ns);
+int pard_wait_until(struct pard_event *ev, enum pard_wait_mode mode, pard_ready_fn ready, void *arg,
+                    int64_t deadline_ns);
 
 /* Tunables of the adaptive mode (process-wide; defaults suit a busy VM). */
 struct pard_wait_tuning {

@@ -70,12 +70,12 @@ _Static_assert(sizeof(struct pard_task_desc) == 32, "task descriptor is 32 bytes
 
 /* The results of consecutive tasks, in a lane's result ring. */
 struct pard_result_desc {
-    uint64_t first; /* index of the first task */
-    uint32_t count; /* records in the span */
+    uint64_t first;   /* index of the first task */
+    uint32_t count;   /* records in the span */
     uint32_t busy_ns; /* time the worker spent running these tasks (capped) */
-    uint64_t off;   /* output records: offset in the lane's output arena */
-    uint64_t len;   /* output records: total bytes */
-    uint64_t end;   /* arena position to release once consumed */
+    uint64_t off;     /* output records: offset in the lane's output arena */
+    uint64_t len;     /* output records: total bytes */
+    uint64_t end;     /* arena position to release once consumed */
 };
 _Static_assert(sizeof(struct pard_result_desc) == 40, "result descriptor is 40 bytes");
 
@@ -136,12 +136,12 @@ struct pard_lane_ctl {
     _Atomic uint32_t gen;   /* bumped by the daemon at each assignment */
     uint8_t pad0_[PARD_CACHELINE - 16];
     /* worker line: the lease */
-    _Atomic uint32_t leased;         /* 1 while the batch below is held */
-    _Atomic int32_t crash_signal;    /* set by the worker's crash handler */
-    _Atomic uint64_t tasks_done;     /* by this lane, for stats */
-    _Atomic uint64_t current;        /* index of the task running now */
-    _Atomic int64_t started_ns;      /* when `current` started (pard_now_ns) */
-    struct pard_task_desc lease;     /* the batch held (valid while leased) */
+    _Atomic uint32_t leased;      /* 1 while the batch below is held */
+    _Atomic int32_t crash_signal; /* set by the worker's crash handler */
+    _Atomic uint64_t tasks_done;  /* by this lane, for stats */
+    _Atomic uint64_t current;     /* index of the task running now */
+    _Atomic int64_t started_ns;   /* when `current` started (pard_now_ns) */
+    struct pard_task_desc lease;  /* the batch held (valid while leased) */
 };
 _Static_assert(sizeof(struct pard_lane_ctl) == 2 * PARD_CACHELINE, "lane ctl layout");
 

@@ -1,0 +1,45 @@
+/*
+ * client_helpers.h — helpers for tests that talk to a real pard through
+ * libpard: the daemon's stats, and waiting for its workers. Needs
+ * pard::pard (tests that only use libipc include helpers.h alone).
+ */
+#ifndef PARD_TEST_CLIENT_HELPERS_H
+#define PARD_TEST_CLIENT_HELPERS_H
+
+#include "helpers.h"
+#include "pard/pard.h"
+#include "pard/proto.h"
+
+/* Ask the daemon at `socket` for its stats, over a control connection. */
+static inline void test_get_stats(const char *socket, struct pard_msg_stats_reply *out)
+{
+    struct pard_client *c;
+    cr_assert_eq(pard_connect_control(&c, socket), 0, "%s", pard_last_error());
+    struct pard_msg *m = malloc(sizeof(*m)); /* large: not on the stack */
+    struct pard_frame_reader r;
+    pard_frame_reader_init(&r, PARD_FRAME_MAX_CLIENT);
+    pard_msg_init(m, PARD_MSG_STATS);
+    cr_assert_eq(pard_sock_send_msg(pard_client_fd(c), m, -1), 0);
+    cr_assert_eq(pard_sock_recv_msg(pard_client_fd(c), &r, m, 5000, NULL), 0);
+    cr_assert_eq(m->type, PARD_MSG_STATS_REPLY);
+    *out = m->stats_reply;
+    pard_frame_reader_destroy(&r);
+    free(m);
+    pard_disconnect(c);
+}
+
+/* Wait until `n` workers have registered and are idle (20 s at most). */
+static inline void test_wait_workers(struct test_daemon *d, uint64_t n)
+{
+    struct pard_msg_stats_reply s;
+    for (int i = 0; i < 2000; i++) {
+        test_get_stats(d->socket, &s);
+        if (s.idle_workers >= n)
+            return;
+        usleep(10000);
+    }
+    cr_assert_fail("only %llu of %llu workers registered", (unsigned long long)s.workers,
+                   (unsigned long long)n);
+}
+
+#endif
