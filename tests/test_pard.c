@@ -475,3 +475,77 @@ Test(pard, parctl_maps_unordered_and_auto_batched_and_reports_stats_as_json, .ti
     unlink(want);
     test_daemon_stop(&d);
 }
+
+/* ---- chaos: kill -9 workers again and again during a big job ---------- */
+
+/* The pids of pard's supervised workers: the children of the daemon. */
+static int daemon_children(pid_t daemon, pid_t *out, int max)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)daemon, (int)daemon);
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    if (!f)
+        return 0;
+    while (n < max && fscanf(f, "%d", &out[n]) == 1)
+        n++;
+    fclose(f);
+    return n;
+}
+
+struct chaos {
+    pid_t daemon;
+    _Atomic int stop;
+    int kills;
+};
+
+static void *kill_randomly(void *arg)
+{
+    struct chaos *ch = arg;
+    unsigned seed = 12345;
+    /* At most 12 kills: --spawn backs off restarting workers that die
+     * young, and more kills would only make the test slow. */
+    while (!atomic_load(&ch->stop) && ch->kills < 12) {
+        usleep(30000 + rand_r(&seed) % 40000);
+        pid_t kids[8];
+        int n = daemon_children(ch->daemon, kids, 8);
+        if (n > 0 && !atomic_load(&ch->stop)) {
+            kill(kids[rand_r(&seed) % n], SIGKILL);
+            ch->kills++;
+        }
+    }
+    return NULL;
+}
+
+Test(pard, delivers_a_million_results_once_while_workers_are_killed_again_and_again, .timeout = 300)
+{
+    struct test_daemon d;
+    char *spawn[] = {"--spawn", "2", "--worker", TEST_WORKER, NULL};
+    test_daemon_start_args(&d, spawn);
+    test_wait_workers(&d, 2);
+    struct pard_client *c;
+    cr_assert_eq(pard_connect(&c, d.socket), 0, "%s", pard_last_error());
+    struct tally t = {0};
+    tally_init(&t, 1000000, true);
+    struct chaos ch = {.daemon = d.pid};
+    pthread_t th;
+    pthread_create(&th, NULL, kill_randomly, &ch);
+    /* Batches of 16: a few seconds, a dozen kills or so. (Unbatched it runs
+     * for minutes: --spawn's restart back-off grows for workers that die
+     * young.) */
+    struct pard_map_opts opts = {.batch = 16};
+    struct pard_map_stats st;
+    int rc = pard_map(c, "square", next_number, check_square, &t, &opts, &st);
+    atomic_store(&ch.stop, 1);
+    pthread_join(th, NULL);
+    cr_assert_eq(rc, 0, "map failed: %s", pard_last_error());
+    cr_assert_eq(t.wrong, 0);
+    cr_assert_eq(t.out_of_order, 0);
+    cr_assert_eq(t.errors, 0, "a task failed: %s", t.last_message);
+    assert_each_once(&t);
+    cr_log_info("%d workers killed; %llu tasks re-queued, %llu duplicates dropped", ch.kills,
+                (unsigned long long)st.requeued, (unsigned long long)st.dropped);
+    free(t.seen);
+    pard_disconnect(c);
+    test_daemon_stop(&d);
+}
