@@ -337,12 +337,6 @@ struct lines {
     size_t cap;
     bool unordered;
     uint64_t failed;
-    /* progress bar */
-    bool progress;
-    uint64_t total; /* inputs, when known (a regular file), else 0 */
-    uint64_t done;
-    int64_t start_ns;
-    int64_t drawn_ns; /* last redraw */
 };
 
 /* Count the lines of a regular file, then rewind: the bar's total. */
@@ -365,31 +359,6 @@ static uint64_t count_lines(FILE *f)
     return n;
 }
 
-/* Redraw the bar at most ten times a second (and once at the end). */
-static void draw_progress(struct lines *l, bool final)
-{
-    int64_t now = pard_now_ns();
-    if (!final && now - l->drawn_ns < 100000000)
-        return;
-    l->drawn_ns = now;
-    double secs = (double)(now - l->start_ns) / 1e9;
-    double rate = secs > 0 ? (double)l->done / secs : 0;
-    if (l->total) {
-        int width = 30, fill = (int)((double)width * (double)l->done / (double)l->total);
-        char bar[32];
-        for (int i = 0; i < width; i++)
-            bar[i] = i < fill ? '#' : '.';
-        bar[width] = '\0';
-        double eta = rate > 0 ? (double)(l->total - l->done) / rate : 0;
-        fprintf(stderr, "\r[%s] %llu/%llu  %.0f/s  ETA %.0fs   ", bar, (unsigned long long)l->done,
-                (unsigned long long)l->total, rate, eta);
-    } else {
-        fprintf(stderr, "\r%llu done  %.0f/s   ", (unsigned long long)l->done, rate);
-    }
-    if (final)
-        fputc('\n', stderr);
-}
-
 static int next_line(void *arg, uint64_t index, const void **data, size_t *len)
 {
     struct lines *l = arg;
@@ -406,9 +375,6 @@ static int next_line(void *arg, uint64_t index, const void **data, size_t *len)
 static int print_result(void *arg, const struct pard_result *r)
 {
     struct lines *l = arg;
-    l->done++;
-    if (l->progress)
-        draw_progress(l, false);
     if (r->status != 0) {
         l->failed++;
         fprintf(stderr, "parctl: task %llu: %.*s\n", (unsigned long long)r->index, (int)r->len,
@@ -493,10 +459,11 @@ static int cmd_map(int argc, char **argv)
     if (optind < argc)
         return die_usage("unexpected argument '%s'", argv[optind]);
     l.unordered = opts.unordered;
-    l.progress = !quiet && isatty(STDERR_FILENO);
-    if (l.progress)
-        l.total = count_lines(l.in);
-    l.start_ns = pard_now_ns();
+    /* libpard draws the bar (only when stderr is a terminal); counting a
+     * regular file's lines first gives it a total, hence an ETA. */
+    opts.progress = !quiet && isatty(STDERR_FILENO);
+    if (opts.progress)
+        opts.total = count_lines(l.in);
 
     int rc = pard_connect(&map_client, socket_path);
     if (rc != 0) {
@@ -509,8 +476,6 @@ static int cmd_map(int argc, char **argv)
     struct pard_map_stats st;
     rc = pard_map(map_client, function, next_line, print_result, &l, &opts, &st);
     fflush(stdout);
-    if (l.progress)
-        draw_progress(&l, true);
     if (rc != 0)
         fprintf(stderr, "parctl: map %s: %s\n", function,
                 *pard_last_error() ? pard_last_error() : pard_strerror(rc));
