@@ -149,6 +149,14 @@ static void draw_bar(struct map *m, bool final)
         fputc('\n', stderr);
 }
 
+/* Publish the counts the daemon's stats read: once per collect, not per
+ * task. Single writer: plain stores of our own counts, no RMW. */
+static void publish_counts(struct map *m)
+{
+    atomic_store_explicit(&m->job.ctl->delivered, m->stats.tasks, memory_order_relaxed);
+    atomic_store_explicit(&m->job.ctl->failed, m->stats.failed, memory_order_relaxed);
+}
+
 static int call_back(struct map *m, uint64_t index, int status, const void *data, size_t len)
 {
     struct pard_result r = {
@@ -157,9 +165,6 @@ static int call_back(struct map *m, uint64_t index, int status, const void *data
     m->stats.tasks++;
     if (status != 0)
         m->stats.failed++;
-    /* Single writer: a plain store of our own count, no RMW. */
-    atomic_store_explicit(&m->job.ctl->delivered, m->stats.tasks, memory_order_relaxed);
-    atomic_store_explicit(&m->job.ctl->failed, m->stats.failed, memory_order_relaxed);
     atomic_store_explicit(&m->job.done[index & (m->W - 1)], index + 1, memory_order_release);
     if (m->bar)
         draw_bar(m, false);
@@ -688,6 +693,8 @@ static int collect(struct map *m)
         }
     }
     m->nactive = active;
+    if (moved > 0)
+        publish_counts(m);
     return moved;
 }
 
@@ -865,6 +872,7 @@ static int run(struct map *m)
             reconcile(m, false);
         }
     }
+    publish_counts(m); /* results delivered by feed() (inputs too big) too */
     m->stats.elapsed_ns = pard_now_ns() - t0;
     if (m->bar)
         draw_bar(m, true);
