@@ -639,6 +639,30 @@ void pard__jobs_worker_registered(struct pard__session *w)
  * The watch tick: time limits, pending deadlines
  * ====================================================================== */
 
+/* A started_ns may be a little ahead of the `now` we read before it (the
+ * worker stored it after our clock read); a second ahead is garbage. */
+#define PARD__FUTURE_SLACK_NS 1000000000LL
+
+/* Kill the worker of lane `lane`, whose lease is impossible. Its socket's
+ * EOF then marks the lane DEAD (death EXIT: no task is blamed, since the
+ * lease names none we can trust); the submitter re-queues what it lost. */
+static void evict_lease_writer(struct pard__session *w, struct pard__job *j, uint32_t lane,
+                               int64_t ahead_ns)
+{
+    w->timeout_killed = true; /* once */
+    pard__log_warn("job %llu (%s): %s wrote an impossible start time in its lease on lane %u "
+                   "(%lld s in the future); killing that worker%s",
+                   (unsigned long long)j->id, j->function, pard__session_desc(w), lane,
+                   (long long)(ahead_ns / 1000000000),
+                   w->child ? " (--spawn starts a replacement)" : "");
+    if (w->pid > 1 && w->pid != w->d->pid) {
+        if (kill(w->pid, SIGKILL) != 0)
+            pard__log_error("cannot kill pid %d: %s", (int)w->pid, strerror(errno));
+    } else {
+        pard__session_close_later(w, "it wrote an impossible lease");
+    }
+}
+
 static void check_timeouts(struct pard__job *j, int64_t now)
 {
     struct pard__daemon *d = j->d;
@@ -655,6 +679,12 @@ static void check_timeouts(struct pard__job *j, int64_t now)
         if (atomic_load_explicit(&ctl->leased, memory_order_acquire) != 1)
             continue;
         int64_t started = atomic_load_explicit(&ctl->started_ns, memory_order_acquire);
+        if (started > now + PARD__FUTURE_SLACK_NS) {
+            /* No clock gives that: the worker wrote garbage in its lease,
+             * and would hold its batch past any time limit. */
+            evict_lease_writer(w, j, i, started - now);
+            continue;
+        }
         if (started <= 0 || started > now || now - started <= limit)
             continue;
         uint32_t none = PARD_DEATH_NONE;
