@@ -155,6 +155,9 @@ static void publish_counts(struct map *m)
 {
     atomic_store_explicit(&m->job.ctl->delivered, m->stats.tasks, memory_order_relaxed);
     atomic_store_explicit(&m->job.ctl->failed, m->stats.failed, memory_order_relaxed);
+    /* Also written at each re-queue; again here, so that a worker that
+     * scribbled it does not leave the daemon's totals wrong. */
+    atomic_store_explicit(&m->job.ctl->requeued, m->stats.requeued, memory_order_relaxed);
 }
 
 static int call_back(struct map *m, uint64_t index, int status, const void *data, size_t len)
@@ -252,6 +255,15 @@ static void fail_task(struct map *m, uint64_t i, int code, const char *fmt, ...)
  * Feeding the task ring
  * ---------------------------------------------------------------------- */
 
+/* The task ring is shared by every worker of the job: any of them can
+ * scribble its indices, and then nothing can go through it again. */
+static int tasks_corrupt(struct map *m)
+{
+    return fail_job(m, -PARD_ECORRUPT,
+                    "the task ring has impossible indices (written by a worker of the job, which "
+                    "one cannot be told); the job is stopped to protect its results");
+}
+
 static int push_desc(struct map *m, const struct pard_task_desc *d)
 {
     /* We are the only producer, and callers checked for room: a failure
@@ -261,6 +273,8 @@ static int push_desc(struct map *m, const struct pard_task_desc *d)
                                     pard_now_ns() + PARD__SLICE_NS);
         if (n == 1)
             return 0;
+        if (n == -PARD_ECORRUPT)
+            return tasks_corrupt(m);
         if (n != -ETIMEDOUT)
             return fail_job(m, n, "the task ring is corrupted: %s", pard_strerror(n));
         if (pard__daemon_alive(m->c) != 0)
@@ -273,11 +287,12 @@ static int push_desc(struct map *m, const struct pard_task_desc *d)
     }
 }
 
+/* Free slots in the task ring, or a negative error (the job is failed). */
 static int64_t ring_room(struct map *m)
 {
     int64_t count = pard_ring_count(&m->job.tasks);
     if (count < 0)
-        return 0;
+        return tasks_corrupt(m);
     return (int64_t)m->job.tasks.capacity - count;
 }
 
@@ -722,8 +737,13 @@ static bool map_ready(void *arg)
  */
 static void reconcile(struct map *m, bool progressed)
 {
-    bool quiet = !progressed && m->low < m->next && m->nrequeue == 0 && m->cur.count == 0 &&
-                 pard_ring_count(&m->job.tasks) == 0;
+    int64_t queued = pard_ring_count(&m->job.tasks);
+    if (queued < 0) { /* idle because nobody can use the ring any more */
+        tasks_corrupt(m);
+        return;
+    }
+    bool quiet =
+        !progressed && m->low < m->next && m->nrequeue == 0 && m->cur.count == 0 && queued == 0;
     for (uint32_t li = 0; li < m->job.geo.lanes && quiet; li++) {
         struct pard_lane *l = &m->lanes[li];
         if (atomic_load(&l->ctl->state) != PARD_LANE_FREE &&
