@@ -469,8 +469,11 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
     while (still_serving(&s)) {
         struct pard_task_desc d;
         int n = pard_ring_mpmc_pop(&s.job.tasks, &d);
-        if (n < 0) {
-            rc = n; /* a corrupted task ring: leave this job */
+        if (n < 0) { /* a corrupted task ring: leave this job */
+            rc = pard__set_error(w->c, n,
+                                 "job %llu: the task ring has impossible indices (%s); "
+                                 "leaving the job",
+                                 (unsigned long long)a->job_id, pard_strerror(n));
             break;
         }
         if (n == 1) {
@@ -533,6 +536,15 @@ int pard_worker_run(const struct pard_function *fns, size_t nfns,
             rc = serve_job(&w, &a, fd);
             if (rc == -PARD_EDAEMON)
                 break;
+            if (rc != 0) {
+                /* We leave the job on our own: say why, for the daemon's log. */
+                pard_msg_init(m, PARD_MSG_ERROR);
+                m->error.code = rc;
+                m->error.ref = a.job_id;
+                snprintf(m->error.message, sizeof(m->error.message), "%s", pard_last_error());
+                if ((rc = pard__send(w.c, m, -1)) != 0)
+                    break;
+            }
             /* A job also ends when the daemon shuts down: then its notice
              * is already waiting, and leaving is a clean end. */
             if (pard__recv(w.c, 0, &fd) == 0) {
