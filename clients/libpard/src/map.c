@@ -864,8 +864,15 @@ static int run(struct map *m)
                      (unsigned long long)m->stats.tasks, (unsigned long long)m->next);
             break;
         }
-        if (state != PARD_JOB_RUNNING) {
+        if (state == PARD_JOB_ENDED) {
             fail_job(m, -PARD_EDAEMON, "the daemon ended the job");
+            break;
+        }
+        if (state != PARD_JOB_RUNNING) {
+            fail_job(m, -PARD_ECORRUPT,
+                     "the job's state word holds %u, a value pard never writes (a worker of the "
+                     "job wrote it); the job is stopped to protect its results",
+                     state);
             break;
         }
         int64_t now = pard_now_ns();
