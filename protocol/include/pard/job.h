@@ -44,7 +44,7 @@
 extern "C" {
 #endif
 
-#define PARD_JOB_LAYOUT_VERSION 1u
+#define PARD_JOB_LAYOUT_VERSION 2u
 
 /* A shared block (pard_share) is a region with one section of this kind. */
 #define PARD_SHARE_LAYOUT_VERSION 1u
