@@ -466,6 +466,12 @@ struct pard_arena {
     struct pard_arena_header *hdr;
     uint8_t *data;     /* first data byte */
     uint64_t capacity; /* validated */
+    /* The allocator's private state: its own head (the shared one must
+     * still equal it, else someone scribbled on it) and the last tail it
+     * read, a lower bound it refreshes only when that says "full". */
+    uint64_t alloc_head;
+    uint64_t alloc_off; /* alloc_head % capacity */
+    uint64_t tail_seen;
 };
 
 /* A span in an arena: what goes into a descriptor. */
