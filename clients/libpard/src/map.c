@@ -55,7 +55,8 @@ struct batch {
     uint64_t end; /* arena position to release once all are delivered */
 };
 
-#define MAX_DEATHS 3 /* deaths without a crash mark before a task fails */
+#define MAX_DEATHS 3  /* deaths without a crash mark before a task fails */
+#define PUSH_BURST 32 /* batch descriptors pushed into the task ring at once */
 
 /* Auto-batching aims for batches that keep a worker busy this long: long
  * enough to hide the hand-off (about a microsecond), short enough for the
@@ -87,6 +88,8 @@ struct map {
 
     struct pard_task_desc cur; /* the batch being filled */
     uint64_t cur_end;
+    struct pard_task_desc pending[PUSH_BURST]; /* full batches not yet in the ring */
+    unsigned npending;
 
     uint8_t *carry; /* an input taken but not yet placed (arena full) */
     size_t carry_len, carry_cap;
@@ -327,14 +330,44 @@ static int64_t ring_room(struct map *m)
     return (int64_t)m->job.tasks.capacity - count;
 }
 
-/* Push the batch being filled. */
+/* Push the descriptors that flush_cur collected, in one burst: one claim of
+ * the ring's tail and one wake-up for many small batches. */
+static int push_pending(struct map *m)
+{
+    unsigned done = 0;
+    while (done < m->npending) {
+        int n = pard_ring_mpmc_push_burst(&m->job.tasks, m->pending + done, m->npending - done);
+        if (n < 0)
+            return fail_job(m, n, "the task ring is corrupted: %s", pard_strerror(n));
+        if (n == 0) { /* a slot still being freed: wait for it */
+            int rc = push_desc(m, &m->pending[done]);
+            if (rc != 0)
+                return rc;
+            n = 1;
+        }
+        done += (unsigned)n;
+    }
+    if (m->npending > 0) {
+        const struct pard_task_desc *last = &m->pending[m->npending - 1];
+        atomic_store_explicit(&m->job.ctl->submitted, last->first + last->count,
+                              memory_order_release);
+    }
+    m->npending = 0;
+    return 0;
+}
+
+/* Queue the batch being filled for the ring (feed pushes what is queued
+ * before it returns, so nothing waits here between calls). */
 static int flush_cur(struct map *m)
 {
     if (m->cur.count == 0)
         return 0;
-    int rc = push_desc(m, &m->cur);
-    if (rc != 0)
-        return rc;
+    m->pending[m->npending++] = m->cur;
+    if (m->npending == PUSH_BURST) {
+        int rc = push_pending(m);
+        if (rc != 0)
+            return rc;
+    }
     struct batch *b = &m->batches[m->btail & (m->W - 1)];
     b->first = m->cur.first;
     b->count = m->cur.count;
@@ -342,8 +375,6 @@ static int flush_cur(struct map *m)
     b->len = m->cur.len;
     b->end = m->cur_end;
     m->btail++;
-    atomic_store_explicit(&m->job.ctl->submitted, m->cur.first + m->cur.count,
-                          memory_order_release);
     m->cur.count = 0;
     return 0;
 }
@@ -413,8 +444,8 @@ static int feed(struct map *m)
         }
         /* Room for the batch being filled and one more descriptor, checked
          * as a batch starts: only our own pushes take room. */
-        if (m->next - m->low >= m->W || (m->cur.count == 0 && ring_room(m) < 2) ||
-            pard__cancelled(m->c))
+        if (m->next - m->low >= m->W ||
+            (m->cur.count == 0 && ring_room(m) - (int64_t)m->npending < 2) || pard__cancelled(m->c))
             break;
         const void *data;
         size_t len;
@@ -485,6 +516,11 @@ static int feed(struct map *m)
         if (rc != 0)
             return rc;
         moved++;
+    }
+    if (m->error == 0) {
+        int rc = push_pending(m);
+        if (rc != 0)
+            return rc;
     }
     return moved;
 }
