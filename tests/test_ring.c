@@ -502,33 +502,63 @@ Test(ring, works_at_the_smallest_geometry, .timeout = 10)
  * Scribbled shared memory
  * ====================================================================== */
 
-Test(ring, spsc_pop_refuses_garbage_indices_without_reading, .timeout = 10)
+Test(ring, spsc_pop_refuses_a_scribbled_head_without_reading, .timeout = 10)
 {
-    const uint64_t pairs[][2] = {
-        /* head, tail */
-        {0, 17},                    /* tail more than a ring ahead */
-        {3, 2},                     /* head past tail */
-        {0xdeadbeefcafef00dULL, 5}, /* noise */
-    };
-    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+    /* The consumer keeps its head privately; a shared head that is not
+     * where it left it was written by someone else. */
+    const uint64_t heads[] = {1, 3, 17, 0xdeadbeefcafef00dULL};
+    for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
         struct pard_ring r;
         size_t len;
         void *mem = ring_new(&r, PARD_RING_SPSC, 16, 16, &len);
         push_tags(&r, 0, 2);
-        atomic_store(&r.hdr->head, pairs[i][0]);
-        atomic_store(&r.hdr->tail, pairs[i][1]);
+        atomic_store(&r.hdr->head, heads[i]);
         uint8_t buf[4 * 16];
         memset(buf, 0xa5, sizeof(buf));
-        struct pard_ring consumer;
-        memcpy(&consumer, &r, sizeof(r));
-        consumer.cached_tail = 0; /* a consumer that has not read tail yet */
-        cr_expect_eq(pard_ring_spsc_pop_burst(&consumer, buf, 4), -PARD_ECORRUPT,
-                     "head %llu tail %llu", (unsigned long long)pairs[i][0],
-                     (unsigned long long)pairs[i][1]);
-        cr_expect_eq(pard_ring_spsc_pop(&consumer, buf), -PARD_ECORRUPT);
+        cr_expect_eq(pard_ring_spsc_pop_burst(&r, buf, 4), -PARD_ECORRUPT, "head %llu",
+                     (unsigned long long)heads[i]);
+        cr_expect_eq(pard_ring_spsc_pop(&r, buf), -PARD_ECORRUPT);
         for (size_t b = 0; b < sizeof(buf); b++)
             cr_assert_eq(buf[b], 0xa5, "pop wrote to the buffer while refusing");
-        cr_expect_eq(pard_ring_count(&r), -PARD_ECORRUPT);
+        munmap(mem, len);
+    }
+}
+
+Test(ring, spsc_pop_follows_slot_sequences_not_the_shared_tail, .timeout = 10)
+{
+    /* A tail scribbled far ahead does not make the consumer read slots
+     * nobody wrote: it takes the two elements that are there, then finds
+     * the ring empty. */
+    struct pard_ring r;
+    size_t len;
+    void *mem = ring_new(&r, PARD_RING_SPSC, 16, 16, &len);
+    push_tags(&r, 0, 2);
+    atomic_store(&r.hdr->tail, 15);
+    uint8_t buf[4 * 16];
+    cr_expect_eq(pard_ring_spsc_pop_burst(&r, buf, 4), 2);
+    for (unsigned i = 0; i < 2; i++) {
+        uint64_t tag;
+        cr_expect(elem_check(buf + i * 16, 16, &tag) && tag == i, "element %u", i);
+    }
+    cr_expect_eq(pard_ring_spsc_pop_burst(&r, buf, 4), 0);
+    munmap(mem, len);
+}
+
+Test(ring, spsc_pop_refuses_an_impossible_slot_sequence, .timeout = 10)
+{
+    const uint64_t bad[] = {2, 5, 1 + 16 + 16, 0xdeadbeefcafef00dULL};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct pard_ring r;
+        size_t len;
+        void *mem = ring_new(&r, PARD_RING_SPSC, 16, 16, &len);
+        /* Slot 0 should say 1 (written) or 1 - 16 (not yet). */
+        atomic_store((_Atomic uint64_t *)r.slots, bad[i]);
+        uint8_t buf[16];
+        memset(buf, 0xa5, sizeof(buf));
+        cr_expect_eq(pard_ring_spsc_pop(&r, buf), -PARD_ECORRUPT, "seq %llu",
+                     (unsigned long long)bad[i]);
+        for (size_t b = 0; b < sizeof(buf); b++)
+            cr_assert_eq(buf[b], 0xa5, "pop wrote to the buffer while refusing");
         munmap(mem, len);
     }
 }
@@ -536,10 +566,11 @@ Test(ring, spsc_pop_refuses_garbage_indices_without_reading, .timeout = 10)
 Test(ring, spsc_push_refuses_garbage_indices, .timeout = 10)
 {
     /* The producer re-reads head only when its cached copy says "full", so
-     * fill the ring first: the next push must look at the shared indices. */
+     * fill the ring first: the next push must look at the shared head. Its
+     * own tail it keeps privately, and a shared one that moved is refused. */
     const uint64_t pairs[][2] = {
         /* head, tail */
-        {0, 17},                     /* tail more than a ring ahead */
+        {0, 17},                     /* tail not where the producer left it */
         {17, 16},                    /* head past tail */
         {0xdeadbeefcafef00dULL, 16}, /* noise */
     };
@@ -819,7 +850,11 @@ Test(ring, push_wait_wakes_when_another_process_pops, .timeout = 30)
             cr_expect_eq(pard_ring_push_wait(&r, e, 1, modes[m], -1), 1, "%s %s",
                          kind_name(kinds[k]), pard_wait_mode_name(modes[m]));
             test_wait_ok(pid, "popper");
-            pop_tags(&r, 1, 4);
+            /* The child was the consumer; a new one attaches where it left
+             * off (an SPSC view keeps its consumer position privately). */
+            struct pard_ring cons;
+            cr_assert_eq(pard_ring_attach(&cons, w.mem, w.len, kinds[k]), 0);
+            pop_tags(&cons, 1, 4);
             munmap(w.mem, w.len);
         }
 }

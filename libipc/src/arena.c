@@ -40,6 +40,9 @@ int pard_arena_init(struct pard_arena *a, void *mem, size_t len, uint64_t capaci
     a->hdr = h;
     a->data = (uint8_t *)mem + sizeof(*h);
     a->capacity = capacity;
+    a->alloc_head = 0;
+    a->alloc_off = 0;
+    a->tail_seen = 0;
     return 0;
 }
 
@@ -57,37 +60,48 @@ int pard_arena_attach(struct pard_arena *a, void *mem, size_t len)
         return -PARD_ESIZE;
     uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
     uint64_t tail = atomic_load_explicit(&h->tail, memory_order_acquire);
-    if (head - tail > capacity)
+    if (head - tail > capacity || head % ARENA_ALIGN != 0)
         return -PARD_ECORRUPT;
     a->hdr = h;
     a->data = (uint8_t *)mem + sizeof(*h);
     a->capacity = capacity;
+    a->alloc_head = head;
+    a->alloc_off = head % capacity;
+    a->tail_seen = tail;
     return 0;
 }
 
 int pard_arena_alloc(struct pard_arena *a, uint64_t len, struct pard_span *span)
 {
-    uint64_t cap = a->capacity;
-    uint64_t need = PARD__ALIGN_UP(len, ARENA_ALIGN);
-    if (len > cap || need > cap)
+    const uint64_t cap = a->capacity;
+    if (len > cap) /* cap is a multiple of 64, so need <= cap when len is */
         return -PARD_ETOOBIG;
-    /* Only we write head: relaxed. Acquire on tail: the reclaimer's
-     * readers are done with the bytes before tail. */
-    uint64_t head = atomic_load_explicit(&a->hdr->head, memory_order_relaxed);
-    uint64_t tail = atomic_load_explicit(&a->hdr->tail, memory_order_acquire);
-    if (head - tail > cap || head % ARENA_ALIGN != 0)
+    const uint64_t need = PARD__ALIGN_UP(len, ARENA_ALIGN);
+    /* Only we write head: relaxed, and it must be where we left it. */
+    const uint64_t head = a->alloc_head;
+    if (atomic_load_explicit(&a->hdr->head, memory_order_relaxed) != head)
         return -PARD_ECORRUPT;
-    uint64_t off = head % cap;
+    uint64_t off = a->alloc_off; /* head % cap, kept without a division */
     uint64_t start = head;
-    if (off + need > cap) {
+    if (need > cap - off) {
         start = head + (cap - off); /* skip the tail end of the buffer */
         off = 0;
     }
-    uint64_t end = start + need;
-    if (end - tail > cap)
-        return 1; /* no room now */
+    const uint64_t end = start + need;
+    if (end - a->tail_seen > cap) {
+        /* Our last look at tail says no room: look again. Acquire: the
+         * reclaimer's readers are done with the bytes before tail. */
+        uint64_t tail = atomic_load_explicit(&a->hdr->tail, memory_order_acquire);
+        if (head - tail > cap || tail - a->tail_seen > cap)
+            return -PARD_ECORRUPT;
+        a->tail_seen = tail;
+        if (end - tail > cap)
+            return 1; /* no room now */
+    }
     /* The bytes themselves are published by whatever carries the span (a
      * ring push with release); head only bounds the reclaimer's check. */
+    a->alloc_head = end;
+    a->alloc_off = off + need == cap ? 0 : off + need;
     atomic_store_explicit(&a->hdr->head, end, memory_order_release);
     span->off = off;
     span->len = len;

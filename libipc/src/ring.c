@@ -11,15 +11,17 @@
  * ------
  *   [struct pard_ring_header: 5 cache lines][slot 0][slot 1]...[slot cap-1]
  *
- *   SPSC slot: the payload alone (stride = elem_size), so a burst is at most
- *   two memcpy calls (up to the end of the slots, then from the start).
+ *   Every slot is a 64-bit sequence, then the payload.
  *
- *   MPMC slot: a 64-bit sequence, then the payload (stride = 8 + elem_size,
- *   which is round_up(8 + elem_size, 8) since elem_size is a multiple of 8).
- *   Slots are packed, not padded to a cache line: a burst claims
- *   consecutive slots, so packing keeps it on few lines and the ring small;
- *   the price, false sharing between neighbouring single-element operations,
- *   is what bursts amortise.
+ *   SPSC slot: stride = 8 + elem_size rounded up to 16, 32 or 64 bytes, or
+ *   to a multiple of 64 above that, so that a slot never straddles a cache
+ *   line it does not have to: a message of up to 56 bytes and its sequence
+ *   move between cores as one line.
+ *
+ *   MPMC slot: stride = 8 + elem_size. Slots are packed, not padded to a
+ *   cache line: a burst claims consecutive slots, so packing keeps it on
+ *   few lines and the ring small; the price, false sharing between
+ *   neighbouring single-element operations, is what bursts amortise.
  *
  * Positions are free-running 64-bit counters (they do not wrap in practice);
  * position p lives in slot p & mask. Every slot index is masked with the
@@ -28,11 +30,34 @@
  *
  * SPSC
  * ----
- * The producer owns tail, the consumer owns head; each reads the other's
- * index with acquire only when its private cache (cached_head for the
- * producer, cached_tail for the consumer) says there is not enough room or
- * data. Because each side knows its own index exactly, the fresh pair must
- * satisfy 0 <= tail - head <= capacity; anything else is -PARD_ECORRUPT.
+ * Slot i starts with seq = i + 1 - capacity: "holds the element of
+ * position i - capacity, already consumed". The producer writes position p
+ * by copying the payload into slot p & mask and then storing seq = p + 1
+ * (release); the consumer, at position p, reads seq (acquire):
+ *
+ *   seq == p + 1             p's element is there: take it
+ *   seq == p + 1 - capacity  not written yet this lap: empty
+ *   anything else            -PARD_ECORRUPT, the payload is not read
+ *
+ * so the consumer polls the very line the message arrives in, and a message
+ * of up to 56 bytes crosses between cores as one cache-line transfer (the
+ * raw ping-pong's cost) instead of an index line and then a slot line.
+ * A burst is published last slot first, so a consumer that sees its first
+ * slot ready finds the whole burst ready: it probes the last position it
+ * wants and, if that one is ready too, takes everything up to it (the
+ * release/acquire pair on that sequence orders every payload before it).
+ * Only the first slot's sequence is checked for corruption; a scribbled
+ * sequence further on can end a burst early or, if it looks ready, yield
+ * a wrong element, never an access outside the slots.
+ *
+ * Each side keeps its own index privately (prod_tail, cons_head in the
+ * view) and stores it to the shared header (tail, head) after each burst:
+ * the producer reads the shared head, with acquire, only when its last
+ * copy (prod_head) says there is not enough room, and must find
+ * 0 <= tail - head <= capacity. Nobody needs the shared tail on the fast
+ * path; it is there for pard_ring_count and attach. A shared index that no
+ * longer equals the private one it was stored from was scribbled over:
+ * -PARD_ECORRUPT (one load of a line the side itself writes).
  *
  * MPMC (Vyukov's bounded queue, with bursts)
  * ------------------------------------------
@@ -78,20 +103,20 @@
 
 #include "internal.h"
 
-/* An MPMC slot: the sequence, then elem_size payload bytes. */
-struct mpmc_slot {
+/* A slot: the sequence, then elem_size payload bytes. */
+struct slot {
     _Atomic uint64_t seq; /* see the protocol above */
     unsigned char data[]; /* elem_size bytes */
 };
-_Static_assert(offsetof(struct mpmc_slot, data) == 8, "MPMC payload follows an 8-byte sequence");
+_Static_assert(offsetof(struct slot, data) == 8, "the payload follows an 8-byte sequence");
 _Static_assert(sizeof(struct pard_ring_header) % PARD_CACHELINE == 0,
                "slots start on a cache line");
 _Static_assert(offsetof(struct pard_ring_header, not_empty) == 3 * PARD_CACHELINE,
                "events follow the geometry line");
-/* The largest footprint, header + 2^24 slots of 8 + 256 bytes, fits in 64 bits
- * with room to spare; pard_ring_footprint still checks it against SIZE_MAX. */
-_Static_assert((uint64_t)PARD_RING_MAX_CAPACITY *(8 + PARD_RING_MAX_ELEM_SIZE) <
-                   ((uint64_t)1 << 40),
+/* The largest footprint, header + 2^24 slots of at most 8 + 256 bytes rounded
+ * up to 320, fits in 64 bits with room to spare; pard_ring_footprint still
+ * checks it against SIZE_MAX. */
+_Static_assert((uint64_t)PARD_RING_MAX_CAPACITY * 320 < ((uint64_t)1 << 40),
                "ring footprint arithmetic cannot overflow");
 
 /* ======================================================================
@@ -109,7 +134,15 @@ static bool geometry_valid(uint32_t kind, uint32_t capacity, uint32_t elem_size)
 
 static uint32_t slot_stride(uint32_t kind, uint32_t elem_size)
 {
-    return kind == PARD_RING_MPMC ? (uint32_t)PARD__ALIGN_UP(8 + elem_size, 8) : elem_size;
+    uint32_t bytes = 8 + elem_size; /* a multiple of 8: elem_size is */
+    if (kind == PARD_RING_MPMC)
+        return bytes;
+    if (bytes > PARD_CACHELINE)
+        return (uint32_t)PARD__ALIGN_UP(bytes, PARD_CACHELINE);
+    uint32_t stride = 16;
+    while (stride < bytes)
+        stride *= 2;
+    return stride;
 }
 
 size_t pard_ring_footprint(uint32_t kind, uint32_t capacity, uint32_t elem_size)
@@ -133,13 +166,14 @@ static void view_fill(struct pard_ring *ring, struct pard_ring_header *hdr, uint
     ring->stride = slot_stride(kind, elem_size);
     ring->kind = kind;
     ring->pad_ = 0;
-    ring->cached_head = head;
-    ring->cached_tail = tail;
+    ring->prod_tail = tail;
+    ring->prod_head = head;
+    ring->cons_head = head;
 }
 
-static struct mpmc_slot *mpmc_slot_at(const struct pard_ring *ring, uint64_t pos)
+static struct slot *slot_at(const struct pard_ring *ring, uint64_t pos)
 {
-    return (struct mpmc_slot *)(ring->slots + (size_t)(pos & ring->mask) * ring->stride);
+    return (struct slot *)(ring->slots + (size_t)(pos & ring->mask) * ring->stride);
 }
 
 /*
@@ -206,11 +240,12 @@ int pard_ring_init(struct pard_ring *ring, void *mem, size_t len, uint32_t kind,
     pard_event_init(&hdr->not_full);
 
     view_fill(ring, hdr, kind, capacity, elem_size, 0, 0);
-    /* Payloads are not cleared: none is read before it is written. MPMC
-     * slots start free for their first lap. */
-    if (kind == PARD_RING_MPMC) {
-        for (uint32_t i = 0; i < capacity; i++)
-            atomic_store_explicit(&mpmc_slot_at(ring, i)->seq, i, memory_order_relaxed);
+    /* Payloads are not cleared: none is read before it is written. Slots
+     * start free for their first lap: MPMC seq = i, SPSC seq = i + 1 - cap
+     * (see the protocols at the top). */
+    for (uint32_t i = 0; i < capacity; i++) {
+        uint64_t seq = kind == PARD_RING_MPMC ? i : (uint64_t)i + 1 - capacity;
+        atomic_store_explicit(&slot_at(ring, i)->seq, seq, memory_order_relaxed);
     }
     return 0;
 }
@@ -263,18 +298,32 @@ int64_t pard_ring_count(const struct pard_ring *ring)
  * SPSC
  * ====================================================================== */
 
+/* Copy one element (a multiple of 8 bytes) without a call into memcpy: a
+ * burst of small elements would otherwise pay a call per element. */
+static inline void copy_elem(void *restrict dst, const void *restrict src, size_t es)
+{
+    if (es == 8) {
+        memcpy(dst, src, 8);
+        return;
+    }
+    for (size_t i = 0; i < es; i += 8)
+        memcpy((uint8_t *)dst + i, (const uint8_t *)src + i, 8);
+}
+
 int pard_ring_spsc_push_burst(struct pard_ring *ring, const void *src, unsigned n)
 {
     struct pard_ring_header *hdr = ring->hdr;
     const uint64_t cap = ring->capacity;
-    /* Relaxed: only this producer stores tail. */
-    uint64_t tail = atomic_load_explicit(&hdr->tail, memory_order_relaxed);
-    uint64_t used = tail - ring->cached_head;
+    const uint64_t tail = ring->prod_tail;
+    /* Relaxed: only this producer stores tail; it must still be ours. */
+    if (atomic_load_explicit(&hdr->tail, memory_order_relaxed) != tail)
+        return -PARD_ECORRUPT;
+    uint64_t used = tail - ring->prod_head;
     if (used > cap || cap - used < n) {
         /* Acquire pairs with the consumer's release store of head: its reads
          * of the slots we are about to overwrite are complete. */
-        ring->cached_head = atomic_load_explicit(&hdr->head, memory_order_acquire);
-        used = tail - ring->cached_head;
+        ring->prod_head = atomic_load_explicit(&hdr->head, memory_order_acquire);
+        used = tail - ring->prod_head;
         if (used > cap) /* head ahead of tail, or more than a ring apart */
             return -PARD_ECORRUPT;
     }
@@ -283,41 +332,62 @@ int pard_ring_spsc_push_burst(struct pard_ring *ring, const void *src, unsigned 
         return 0;
 
     const size_t es = ring->elem_size;
-    uint64_t idx = tail & ring->mask;
-    uint64_t first = cap - idx < k ? cap - idx : k;
-    memcpy(ring->slots + idx * es, src, first * es);
-    memcpy(ring->slots, (const uint8_t *)src + first * es, (k - first) * es);
-    /* Release: publishes the payload bytes written above to the consumer's
-     * acquire load of tail. */
+    for (uint64_t i = 0; i < k; i++)
+        copy_elem(slot_at(ring, tail + i)->data, (const uint8_t *)src + i * es, es);
+    /* Publish the burst last slot first: the consumer polls the first, so
+     * once it sees that one it finds the whole burst ready and reads it
+     * without pulling lines this loop is still writing. Release: each
+     * store publishes every payload above (and the sequences stored before
+     * it) to the consumer's acquire load of that sequence. */
+    for (uint64_t i = k; i-- > 0;)
+        atomic_store_explicit(&slot_at(ring, tail + i)->seq, tail + i + 1, memory_order_release);
+    ring->prod_tail = tail + k;
+    /* Release keeps pard_ring_count's snapshot sound; nobody waits on it. */
     atomic_store_explicit(&hdr->tail, tail + k, memory_order_release);
     pard_event_notify(&hdr->not_empty);
     return (int)k;
+}
+
+/* The state of position pos's slot for the consumer: 1 ready, 0 not written
+ * yet this lap, -1 impossible. Acquire pairs with the producer's release
+ * store of seq: the payload, and every earlier position's, is visible. */
+static int spsc_ready(const struct pard_ring *ring, uint64_t pos)
+{
+    uint64_t seq = atomic_load_explicit(&slot_at(ring, pos)->seq, memory_order_acquire);
+    if (seq == pos + 1)
+        return 1;
+    return seq == pos + 1 - ring->capacity ? 0 : -1;
 }
 
 int pard_ring_spsc_pop_burst(struct pard_ring *ring, void *dst, unsigned n)
 {
     struct pard_ring_header *hdr = ring->hdr;
     const uint64_t cap = ring->capacity;
-    /* Relaxed: only this consumer stores head. */
-    uint64_t head = atomic_load_explicit(&hdr->head, memory_order_relaxed);
-    uint64_t avail = ring->cached_tail - head;
-    if (avail > cap || avail < n) {
-        /* Acquire pairs with the producer's release store of tail: the
-         * payload bytes up to tail are visible. */
-        ring->cached_tail = atomic_load_explicit(&hdr->tail, memory_order_acquire);
-        avail = ring->cached_tail - head;
-        if (avail > cap) /* garbage: do not read a single slot */
-            return -PARD_ECORRUPT;
-    }
-    uint64_t k = avail < n ? avail : n;
-    if (k == 0)
+    const uint64_t head = ring->cons_head;
+    /* Relaxed: only this consumer stores head; it must still be ours. */
+    if (atomic_load_explicit(&hdr->head, memory_order_relaxed) != head)
+        return -PARD_ECORRUPT;
+    const uint64_t want = n < cap ? n : cap;
+    if (want == 0)
         return 0;
+    int first = spsc_ready(ring, head);
+    if (first <= 0)
+        return first < 0 ? -PARD_ECORRUPT : 0;
+    /* The producer publishes in order, so when the last wanted position is
+     * ready, all before it are: one probe for a full burst. Otherwise walk
+     * forward to the first position that is not (a slot that is impossible
+     * ends the burst; the next call reports it). */
+    uint64_t k = 1;
+    if (want > 1 && spsc_ready(ring, head + want - 1) == 1)
+        k = want;
+    else
+        while (k < want && spsc_ready(ring, head + k) == 1)
+            k++;
 
     const size_t es = ring->elem_size;
-    uint64_t idx = head & ring->mask;
-    uint64_t first = cap - idx < k ? cap - idx : k;
-    memcpy(dst, ring->slots + idx * es, first * es);
-    memcpy((uint8_t *)dst + first * es, ring->slots, (k - first) * es);
+    for (uint64_t i = 0; i < k; i++)
+        copy_elem((uint8_t *)dst + i * es, slot_at(ring, head + i)->data, es);
+    ring->cons_head = head + k;
     /* Release: our reads of those slots are done before the producer, after
      * its acquire load of head, overwrites them. */
     atomic_store_explicit(&hdr->head, head + k, memory_order_release);
@@ -363,8 +433,7 @@ int pard_ring_mpmc_push_burst(struct pard_ring *ring, const void *src, unsigned 
             /* Acquire pairs with the consumer's release of this slot
              * (seq = pos + capacity): its read of the old payload is done
              * before we overwrite it. */
-            uint64_t seq =
-                atomic_load_explicit(&mpmc_slot_at(ring, t + k)->seq, memory_order_acquire);
+            uint64_t seq = atomic_load_explicit(&slot_at(ring, t + k)->seq, memory_order_acquire);
             d = (int64_t)(seq - (t + k));
             if (d == 0)
                 continue;
@@ -397,7 +466,7 @@ int pard_ring_mpmc_push_burst(struct pard_ring *ring, const void *src, unsigned 
 
     const size_t es = ring->elem_size;
     for (uint64_t i = 0; i < k; i++) {
-        struct mpmc_slot *slot = mpmc_slot_at(ring, t + i);
+        struct slot *slot = slot_at(ring, t + i);
         memcpy(slot->data, (const uint8_t *)src + i * es, es);
         /* Release: publishes the payload to the consumer's acquire load of
          * seq. */
@@ -423,8 +492,7 @@ int pard_ring_mpmc_pop_burst(struct pard_ring *ring, void *dst, unsigned n)
         for (k = 0; k < want; k++) {
             /* Acquire pairs with the producer's release store seq = pos + 1:
              * the payload is visible. */
-            uint64_t seq =
-                atomic_load_explicit(&mpmc_slot_at(ring, h + k)->seq, memory_order_acquire);
+            uint64_t seq = atomic_load_explicit(&slot_at(ring, h + k)->seq, memory_order_acquire);
             d = (int64_t)(seq - (h + k + 1));
             if (d == 0)
                 continue;
@@ -456,7 +524,7 @@ int pard_ring_mpmc_pop_burst(struct pard_ring *ring, void *dst, unsigned n)
 
     const size_t es = ring->elem_size;
     for (uint64_t i = 0; i < k; i++) {
-        struct mpmc_slot *slot = mpmc_slot_at(ring, h + i);
+        struct slot *slot = slot_at(ring, h + i);
         memcpy((uint8_t *)dst + i * es, slot->data, es);
         /* Release: our read of the payload is done before a producer, after
          * its acquire load of seq, reuses the slot for the next lap. */

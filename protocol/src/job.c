@@ -246,32 +246,6 @@ void pard_job_close(struct pard_job *job)
     memset(job, 0, sizeof(*job));
 }
 
-void pard_records_init(struct pard_records *it, const void *base, uint64_t len)
-{
-    it->base = base;
-    it->len = len;
-    it->pos = 0;
-}
-
-int pard_records_next(struct pard_records *it, struct pard_record *rec, const void **payload)
-{
-    if (it->pos >= it->len)
-        return 0;
-    if (it->len - it->pos < sizeof(*rec))
-        return -PARD_ECORRUPT;
-    memcpy(rec, it->base + it->pos, sizeof(*rec));
-    uint64_t size = pard_record_size(rec->len);
-    if (size > it->len - it->pos) {
-        /* The last record may omit its padding. */
-        if (sizeof(*rec) + (uint64_t)rec->len > it->len - it->pos)
-            return -PARD_ECORRUPT;
-        size = it->len - it->pos;
-    }
-    *payload = it->base + it->pos + sizeof(*rec);
-    it->pos += size;
-    return 1;
-}
-
 int pard_socket_path(const char *explicit_path, char *buf, size_t cap)
 {
     const char *env;

@@ -25,14 +25,26 @@
 /* Per-task state in the window. */
 enum { SLOT_FREE = 0, SLOT_PENDING, SLOT_HELD, SLOT_DONE };
 
+/* A held result of up to this many bytes is kept in its slot, not in a
+ * malloc'd copy: most results of short tasks are numbers. */
+#define SLOT_INLINE 8
+
 struct slot {
     uint8_t state;  /* SLOT_* */
     uint8_t tries;  /* retries used after timeouts and crashes */
     uint8_t deaths; /* workers that died holding it without a crash mark */
     int32_t status; /* HELD: the result's status */
-    uint32_t len;   /* HELD: bytes at data */
-    uint8_t *data;  /* HELD: a private copy of the result */
+    uint32_t len;   /* HELD: bytes of the result */
+    union {
+        uint8_t *data;              /* HELD, len > SLOT_INLINE: a private copy */
+        uint8_t small[SLOT_INLINE]; /* HELD, len <= SLOT_INLINE: the bytes */
+    };
 };
+
+static inline const uint8_t *held_bytes(const struct slot *s)
+{
+    return s->len <= SLOT_INLINE ? s->small : s->data;
+}
 
 /* A batch as submitted, for re-queueing sub-ranges and reclaiming input. */
 struct batch {
@@ -43,7 +55,8 @@ struct batch {
     uint64_t end; /* arena position to release once all are delivered */
 };
 
-#define MAX_DEATHS 3 /* deaths without a crash mark before a task fails */
+#define MAX_DEATHS 3  /* deaths without a crash mark before a task fails */
+#define PUSH_BURST 32 /* batch descriptors pushed into the task ring at once */
 
 /* Auto-batching aims for batches that keep a worker busy this long: long
  * enough to hide the hand-off (about a microsecond), short enough for the
@@ -75,6 +88,8 @@ struct map {
 
     struct pard_task_desc cur; /* the batch being filled */
     uint64_t cur_end;
+    struct pard_task_desc pending[PUSH_BURST]; /* full batches not yet in the ring */
+    unsigned npending;
 
     uint8_t *carry; /* an input taken but not yet placed (arena full) */
     size_t carry_len, carry_cap;
@@ -160,7 +175,18 @@ static void publish_counts(struct map *m)
     atomic_store_explicit(&m->job.ctl->requeued, m->stats.requeued, memory_order_relaxed);
 }
 
-static int call_back(struct map *m, uint64_t index, int status, const void *data, size_t len)
+static void callback_stopped(struct map *m, int rc, uint64_t index)
+{
+    if (m->error == 0) {
+        pard__set_error(m->c, rc, "the result callback stopped the map at task %llu",
+                        (unsigned long long)index);
+        m->error = rc;
+    }
+}
+
+/* Deliver one result to the user: once per task, so kept lean. */
+static inline void call_back(struct map *m, uint64_t index, int status, const void *data,
+                             size_t len)
 {
     struct pard_result r = {
         .index = index, .status = status, .data = data, .len = len, .function = m->function};
@@ -169,33 +195,15 @@ static int call_back(struct map *m, uint64_t index, int status, const void *data
     if (status != 0)
         m->stats.failed++;
     atomic_store_explicit(&m->job.done[index & (m->W - 1)], index + 1, memory_order_release);
-    if (m->bar)
+    if (__builtin_expect(m->bar, 0))
         draw_bar(m, false);
-    if (rc != 0 && m->error == 0) {
-        pard__set_error(m->c, rc, "the result callback stopped the map at task %llu",
-                        (unsigned long long)index);
-        m->error = rc;
-    }
-    return rc;
+    if (__builtin_expect(rc != 0, 0))
+        callback_stopped(m, rc, index);
 }
 
-/* Advance `low` over delivered tasks (delivering held ones in order), and
- * give back the input space of batches that are wholly delivered. */
-static void advance(struct map *m)
+/* Give back the input space of batches that are wholly delivered. */
+static inline void release_inputs(struct map *m)
 {
-    while (m->low < m->next && m->error == 0) {
-        struct slot *s = slot_of(m, m->low);
-        if (s->state == SLOT_HELD) {
-            call_back(m, m->low, s->status, s->data, s->len);
-            free(s->data);
-            s->data = NULL;
-            s->state = SLOT_DONE;
-        }
-        if (s->state != SLOT_DONE)
-            break;
-        s->state = SLOT_FREE;
-        m->low++;
-    }
     while (m->bhead != m->btail) {
         struct batch *b = &m->batches[m->bhead & (m->W - 1)];
         if (b->first + b->count > m->low)
@@ -205,11 +213,50 @@ static void advance(struct map *m)
     }
 }
 
+/* Advance `low` over delivered tasks (delivering held ones in order), and
+ * give back the input space of batches that are wholly delivered. */
+static void advance(struct map *m)
+{
+    while (m->low < m->next && m->error == 0) {
+        struct slot *s = slot_of(m, m->low);
+        if (s->state == SLOT_HELD) {
+            call_back(m, m->low, s->status, held_bytes(s), s->len);
+            if (s->len > SLOT_INLINE)
+                free(s->data);
+            s->data = NULL;
+            s->state = SLOT_DONE;
+        }
+        if (s->state != SLOT_DONE)
+            break;
+        s->state = SLOT_FREE;
+        m->low++;
+    }
+    release_inputs(m);
+}
+
+static void hold_result(struct map *m, struct slot *s, int status, const void *data, size_t len)
+{
+    if (len <= SLOT_INLINE) {
+        memcpy(s->small, data, len);
+    } else {
+        s->data = malloc(len);
+        if (!s->data) {
+            fail_job(m, -ENOMEM, "out of memory holding a result for ordered delivery");
+            return;
+        }
+        memcpy(s->data, data, len);
+    }
+    s->len = (uint32_t)len;
+    s->status = status;
+    s->state = SLOT_HELD;
+}
+
 /* A result (or error) for task i arrived: deliver it now, hold it for
  * order, or drop it as a duplicate. */
-static void accept_result(struct map *m, uint64_t i, int status, const void *data, size_t len)
+static inline void accept_result(struct map *m, uint64_t i, int status, const void *data,
+                                 size_t len)
 {
-    if (i < m->low || i >= m->next) {
+    if (i - m->low >= m->next - m->low) { /* i < low or i >= next */
         m->stats.dropped++;
         return;
     }
@@ -218,21 +265,23 @@ static void accept_result(struct map *m, uint64_t i, int status, const void *dat
         m->stats.dropped++; /* a re-queued task's second result */
         return;
     }
-    if (m->opts.unordered || i == m->low) {
+    if (i == m->low) {
+        /* The next in order: deliver it, then whatever waited behind it. */
         call_back(m, i, status, data, len);
-        s->state = SLOT_DONE;
-        advance(m);
+        s->state = SLOT_FREE;
+        m->low++;
+        if (m->low < m->next && slot_of(m, m->low)->state >= SLOT_HELD)
+            advance(m);
+        else
+            release_inputs(m);
         return;
     }
-    s->data = malloc(len ? len : 1);
-    if (!s->data) {
-        fail_job(m, -ENOMEM, "out of memory holding a result for ordered delivery");
+    if (m->opts.unordered) {
+        call_back(m, i, status, data, len);
+        s->state = SLOT_DONE; /* `low` passes it when it gets here */
         return;
     }
-    memcpy(s->data, data, len);
-    s->len = (uint32_t)len;
-    s->status = status;
-    s->state = SLOT_HELD;
+    hold_result(m, s, status, data, len);
 }
 
 static void fail_task(struct map *m, uint64_t i, int code, const char *fmt, ...)
@@ -296,14 +345,44 @@ static int64_t ring_room(struct map *m)
     return (int64_t)m->job.tasks.capacity - count;
 }
 
-/* Push the batch being filled. */
+/* Push the descriptors that flush_cur collected, in one burst: one claim of
+ * the ring's tail and one wake-up for many small batches. */
+static int push_pending(struct map *m)
+{
+    unsigned done = 0;
+    while (done < m->npending) {
+        int n = pard_ring_mpmc_push_burst(&m->job.tasks, m->pending + done, m->npending - done);
+        if (n < 0)
+            return fail_job(m, n, "the task ring is corrupted: %s", pard_strerror(n));
+        if (n == 0) { /* a slot still being freed: wait for it */
+            int rc = push_desc(m, &m->pending[done]);
+            if (rc != 0)
+                return rc;
+            n = 1;
+        }
+        done += (unsigned)n;
+    }
+    if (m->npending > 0) {
+        const struct pard_task_desc *last = &m->pending[m->npending - 1];
+        atomic_store_explicit(&m->job.ctl->submitted, last->first + last->count,
+                              memory_order_release);
+    }
+    m->npending = 0;
+    return 0;
+}
+
+/* Queue the batch being filled for the ring (feed pushes what is queued
+ * before it returns, so nothing waits here between calls). */
 static int flush_cur(struct map *m)
 {
     if (m->cur.count == 0)
         return 0;
-    int rc = push_desc(m, &m->cur);
-    if (rc != 0)
-        return rc;
+    m->pending[m->npending++] = m->cur;
+    if (m->npending == PUSH_BURST) {
+        int rc = push_pending(m);
+        if (rc != 0)
+            return rc;
+    }
     struct batch *b = &m->batches[m->btail & (m->W - 1)];
     b->first = m->cur.first;
     b->count = m->cur.count;
@@ -311,8 +390,6 @@ static int flush_cur(struct map *m)
     b->len = m->cur.len;
     b->end = m->cur_end;
     m->btail++;
-    atomic_store_explicit(&m->job.ctl->submitted, m->cur.first + m->cur.count,
-                          memory_order_release);
     m->cur.count = 0;
     return 0;
 }
@@ -380,8 +457,10 @@ static int feed(struct map *m)
                 return rc;
             moved++;
         }
-        /* Room for the batch being filled and one more descriptor. */
-        if (m->next - m->low >= m->W || ring_room(m) < 2 || pard__cancelled(m->c))
+        /* Room for the batch being filled and one more descriptor, checked
+         * as a batch starts: only our own pushes take room. */
+        if (m->next - m->low >= m->W ||
+            (m->cur.count == 0 && ring_room(m) - (int64_t)m->npending < 2) || pard__cancelled(m->c))
             break;
         const void *data;
         size_t len;
@@ -452,6 +531,11 @@ static int feed(struct map *m)
         if (rc != 0)
             return rc;
         moved++;
+    }
+    if (m->error == 0) {
+        int rc = push_pending(m);
+        if (rc != 0)
+            return rc;
     }
     return moved;
 }
@@ -830,7 +914,8 @@ static void end_job(struct map *m)
     }
     if (m->slots)
         for (uint64_t i = 0; i < m->W; i++)
-            free(m->slots[i].data);
+            if (m->slots[i].state == SLOT_HELD && m->slots[i].len > SLOT_INLINE)
+                free(m->slots[i].data);
     free(m->slots);
     free(m->batches);
     free(m->lanes);
@@ -838,6 +923,21 @@ static void end_job(struct map *m)
     free(m->requeue);
     if (m->job.region.base)
         pard_job_close(&m->job);
+}
+
+/* An adaptive wait spins ~50 µs before it sleeps. When the next result is
+ * due much later than that (long tasks in big batches), spinning only takes
+ * a core from a worker: with as many workers as cores, the submitter is the
+ * third process on two cores. Then sleep at once. */
+#define SPIN_WORTH_NS 100000.0
+
+static enum pard_wait_mode result_wait_mode(const struct map *m)
+{
+    if (m->opts.wait_mode != PARD_WAIT_ADAPTIVE || m->task_ns <= 0)
+        return m->opts.wait_mode;
+    double batch = m->opts.batch != PARD_BATCH_AUTO ? m->opts.batch : m->batch;
+    double due = m->task_ns * batch / (m->nactive ? m->nactive : 1);
+    return due > SPIN_WORTH_NS ? PARD_WAIT_BLOCK : PARD_WAIT_ADAPTIVE;
 }
 
 static int run(struct map *m)
@@ -888,7 +988,7 @@ static int run(struct map *m)
             m->quiet_looks = 0;
             continue;
         }
-        rc = pard_wait_until(&m->job.ctl->results, m->opts.wait_mode, map_ready, m,
+        rc = pard_wait_until(&m->job.ctl->results, result_wait_mode(m), map_ready, m,
                              now + PARD__SLICE_NS);
         if (rc == -ETIMEDOUT) {
             m->last_alive_check = pard_now_ns();

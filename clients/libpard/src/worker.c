@@ -214,6 +214,7 @@ struct serve {
     uint32_t lane_index;
     uint32_t gen;
     bool timed;            /* the job has a per-task timeout: publish start times */
+    uint64_t out_limit;    /* largest output record: half the lane's output arena */
     int64_t task_start_ns; /* when the task being emitted started */
     enum pard_wait_mode mode;
     /* the output span being built */
@@ -383,7 +384,7 @@ static int run_task(struct serve *s, uint64_t index, const void *in, size_t len)
         out->len = (size_t)snprintf((char *)out->buf, out->cap, "the function returned %d", rc);
         out->failed = true;
     }
-    uint64_t limit = s->lane.output.capacity / 2;
+    uint64_t limit = s->out_limit;
     if (out->len + sizeof(struct pard_record) > limit)
         return emit_error(s, index,
                           "output of %zu bytes exceeds the lane's limit of %llu bytes (raise the "
@@ -461,6 +462,7 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
                                (unsigned long long)a->job_id, a->lane, a->function);
     }
     s.gen = atomic_load_explicit(&s.lane.ctl->gen, memory_order_acquire);
+    s.out_limit = s.lane.output.capacity / 2;
     atomic_store(&crash_lane, s.lane.ctl);
     bool have_share = a->shared != 0 && a->shared == w->shared_handle;
     w->out.shared = have_share ? w->shared_data : NULL;

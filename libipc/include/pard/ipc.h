@@ -333,7 +333,7 @@ struct pard_ring_header {
     uint32_t magic;     /* PARD_RING_MAGIC */
     uint32_t kind;      /* 1 = SPSC, 2 = MPMC */
     uint32_t capacity;  /* elements, power of two */
-    uint32_t elem_size; /* bytes per element (the payload, excluding the MPMC sequence) */
+    uint32_t elem_size; /* bytes per element (the payload, excluding the slot sequence) */
     uint8_t pad2_[PARD_CACHELINE - 16];
     struct pard_event not_empty; /* consumers sleep here */
     struct pard_event not_full;  /* producers sleep here */
@@ -358,8 +358,12 @@ struct pard_ring {
     uint32_t stride;    /* bytes per slot */
     uint32_t kind;      /* PARD_RING_SPSC or PARD_RING_MPMC */
     uint32_t pad_;
-    uint64_t cached_head; /* SPSC producer's private copy of head */
-    uint64_t cached_tail; /* SPSC consumer's private copy of tail */
+    /* SPSC only: each side keeps its own index privately (the shared copy
+     * is for the other side, and for checking), so a scribbled index
+     * cannot move it. */
+    uint64_t prod_tail; /* producer: next position to write */
+    uint64_t prod_head; /* producer: the last head it read (a lower bound) */
+    uint64_t cons_head; /* consumer: next position to read */
 };
 
 enum { PARD_RING_SPSC = 1, PARD_RING_MPMC = 2 };
@@ -390,9 +394,12 @@ int pard_ring_attach(struct pard_ring *ring, void *mem, size_t len, uint32_t exp
 /*
  * SPSC: one producer process/thread, one consumer process/thread.
  * push_burst copies up to n elements from src (n * elem_size bytes) and
- * returns how many it pushed (0 when full). pop_burst copies up to n
- * into dst and returns how many (0 when empty), or -PARD_ECORRUPT when the
- * shared indices are impossible (tail - head > capacity).
+ * returns how many it pushed (0 when full), or -PARD_ECORRUPT when the
+ * shared indices are impossible (head past tail or more than a ring
+ * behind, or tail not where this producer left it). pop_burst copies up
+ * to n into dst and returns how many (0 when empty), or -PARD_ECORRUPT when
+ * a slot's sequence is impossible or head is not where this consumer left
+ * it; it never reads a payload it refuses.
  */
 int pard_ring_spsc_push_burst(struct pard_ring *ring, const void *src, unsigned n);
 int pard_ring_spsc_pop_burst(struct pard_ring *ring, void *dst, unsigned n);
@@ -459,6 +466,12 @@ struct pard_arena {
     struct pard_arena_header *hdr;
     uint8_t *data;     /* first data byte */
     uint64_t capacity; /* validated */
+    /* The allocator's private state: its own head (the shared one must
+     * still equal it, else someone scribbled on it) and the last tail it
+     * read, a lower bound it refreshes only when that says "full". */
+    uint64_t alloc_head;
+    uint64_t alloc_off; /* alloc_head % capacity */
+    uint64_t tail_seen;
 };
 
 /* A span in an arena: what goes into a descriptor. */

@@ -38,13 +38,15 @@
 #ifndef PARD_JOB_H
 #define PARD_JOB_H
 
+#include <string.h>
+
 #include "pard/ipc.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define PARD_JOB_LAYOUT_VERSION 1u
+#define PARD_JOB_LAYOUT_VERSION 2u
 
 /* A shared block (pard_share) is a region with one section of this kind. */
 #define PARD_SHARE_LAYOUT_VERSION 1u
@@ -235,8 +237,33 @@ struct pard_records {
     uint64_t len;
     uint64_t pos;
 };
-void pard_records_init(struct pard_records *it, const void *base, uint64_t len);
-int pard_records_next(struct pard_records *it, struct pard_record *rec, const void **payload);
+static inline void pard_records_init(struct pard_records *it, const void *base, uint64_t len)
+{
+    it->base = (const uint8_t *)base;
+    it->len = len;
+    it->pos = 0;
+}
+
+/* Inline: both ends of a job call it once per task. */
+static inline int pard_records_next(struct pard_records *it, struct pard_record *rec,
+                                    const void **payload)
+{
+    if (it->pos >= it->len)
+        return 0;
+    if (it->len - it->pos < sizeof(*rec))
+        return -PARD_ECORRUPT;
+    memcpy(rec, it->base + it->pos, sizeof(*rec));
+    uint64_t size = pard_record_size(rec->len);
+    if (size > it->len - it->pos) {
+        /* The last record may omit its padding. */
+        if (sizeof(*rec) + (uint64_t)rec->len > it->len - it->pos)
+            return -PARD_ECORRUPT;
+        size = it->len - it->pos;
+    }
+    *payload = it->base + it->pos + sizeof(*rec);
+    it->pos += size;
+    return 1;
+}
 
 /*
  * pard_socket_path - the control socket path: `explicit_path` when not
