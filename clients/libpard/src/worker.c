@@ -11,6 +11,9 @@
  * with an error record, it never crashes the worker.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +156,87 @@ static void install_crash_handlers(void)
 }
 
 /* ----------------------------------------------------------------------
+ * Watchdog: the daemon dies while a task runs
+ *
+ * Between tasks the loop looks at its socket every slice (100 ms). Inside a
+ * task it cannot: a task may run for minutes, or never end, and its result
+ * has nowhere to go once the daemon is gone. A thread waits for the
+ * connection to close (POLLRDHUP: data arriving does not wake it) and, if
+ * a task is running then, says so on stderr and ends the process.
+ * ---------------------------------------------------------------------- */
+
+struct watchdog {
+    pthread_t thread;
+    int fd;                /* the control socket (not owned) */
+    int stop[2];           /* a pipe: the loop writes to stop the thread */
+    bool started;          /* the thread runs */
+    _Atomic uint64_t task; /* the running task + 1; 0 between tasks */
+    _Atomic uint64_t job;  /* its job */
+};
+
+static void *watchdog_main(void *arg)
+{
+    struct watchdog *wd = arg;
+    struct pollfd p[2] = {{.fd = wd->fd, .events = POLLRDHUP},
+                          {.fd = wd->stop[0], .events = POLLIN}};
+    for (;;) {
+        if (poll(p, 2, -1) < 0 && errno != EINTR)
+            return NULL;
+        if (p[1].revents)
+            return NULL;
+        if (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR))
+            break;
+    }
+    /* The daemon is gone. Between tasks the loop notices by itself and
+     * stops us; a task that is running (or starts before then) ends the
+     * process. Poll the stop pipe alone now: the socket stays readable. */
+    for (;;) {
+        uint64_t task = atomic_load_explicit(&wd->task, memory_order_acquire);
+        if (task != 0) {
+            char msg[256];
+            int n =
+                snprintf(msg, sizeof(msg),
+                         "%s (pid %d): the pard daemon is gone (connection closed) while "
+                         "task %llu of job %llu was running; exiting, as its result has "
+                         "nowhere to go (restart pard, then this worker)\n",
+                         program_invocation_short_name, (int)getpid(),
+                         (unsigned long long)(task - 1), (unsigned long long)atomic_load(&wd->job));
+            if (n > 0)
+                (void)!write(STDERR_FILENO, msg,
+                             (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+            _exit(1);
+        }
+        if (poll(&p[1], 1, 20) != 0)
+            return NULL;
+    }
+}
+
+static void watchdog_start(struct watchdog *wd, int fd)
+{
+    wd->fd = fd;
+    wd->started = false;
+    if (pipe2(wd->stop, O_CLOEXEC) != 0)
+        return; /* no watchdog: a task still ends when it ends */
+    if (pthread_create(&wd->thread, NULL, watchdog_main, wd) != 0) {
+        close(wd->stop[0]);
+        close(wd->stop[1]);
+        return;
+    }
+    wd->started = true;
+}
+
+static void watchdog_stop(struct watchdog *wd)
+{
+    if (!wd->started)
+        return;
+    (void)!write(wd->stop[1], "x", 1);
+    pthread_join(wd->thread, NULL);
+    close(wd->stop[0]);
+    close(wd->stop[1]);
+    wd->started = false;
+}
+
+/* ----------------------------------------------------------------------
  * Serving one job
  * ---------------------------------------------------------------------- */
 
@@ -167,6 +251,7 @@ struct worker {
     uint64_t shared_handle;
     const void *shared_data;
     uint64_t shared_size;
+    struct watchdog wd;
 };
 
 /* Map the shared block the daemon just passed; consumes fd. */
@@ -373,7 +458,10 @@ static int run_task(struct serve *s, uint64_t index, const void *in, size_t len)
         atomic_store_explicit(&s->lane.ctl->started_ns, pard_now_ns(), memory_order_release);
     if (s->span_count == 0)
         s->task_start_ns = pard_now_ns(); /* one clock read per span, not per task */
+    /* Release: the watchdog may report this task once it sees it. */
+    atomic_store_explicit(&s->w->wd.task, index + 1, memory_order_release);
     int rc = s->fn(s->w->ctx, in, len, out);
+    atomic_store_explicit(&s->w->wd.task, 0, memory_order_release);
     /* The task is over: waiting for room in the lane next (a slow
      * submitter) must not count against its time limit. */
     if (s->timed)
@@ -464,6 +552,7 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
     s.gen = atomic_load_explicit(&s.lane.ctl->gen, memory_order_acquire);
     s.out_limit = s.lane.output.capacity / 2;
     atomic_store(&crash_lane, s.lane.ctl);
+    atomic_store(&w->wd.job, a->job_id);
     bool have_share = a->shared != 0 && a->shared == w->shared_handle;
     w->out.shared = have_share ? w->shared_data : NULL;
     w->out.shared_size = have_share ? w->shared_size : 0;
@@ -521,6 +610,7 @@ int pard_worker_run(const struct pard_function *fns, size_t nfns,
     if (rc != 0)
         goto out;
     install_crash_handlers();
+    watchdog_start(&w.wd, w.c->fd);
     struct pard_msg *m = w.c->msg;
     pard_msg_init(m, PARD_MSG_REGISTER);
     m->reg.nfunctions = (uint32_t)nfns;
@@ -578,6 +668,7 @@ int pard_worker_run(const struct pard_function *fns, size_t nfns,
         }
     }
 out:
+    watchdog_stop(&w.wd);
     drop_share(&w);
     if (opts->fini)
         opts->fini(w.ctx);

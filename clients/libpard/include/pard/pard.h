@@ -178,6 +178,13 @@ struct pard_worker_opts {
  * the daemon shuts down (returns 0) or is lost (-PARD_EDAEMON), or an
  * error (negative). Installs handlers for SIGSEGV, SIGBUS, SIGFPE, SIGILL
  * and SIGABRT that record which task crashed, then let the process die.
+ *
+ * A task that runs when the daemon is lost cannot deliver its result, and
+ * may run for a long time (or forever): a watchdog thread sees the
+ * connection close, prints "...: the pard daemon is gone ..." to stderr
+ * and ends the process with _exit(1) at once, without waiting for the
+ * task or calling fini. Between tasks the loop notices by itself within
+ * 100 ms and returns -PARD_EDAEMON.
  */
 int pard_worker_run(const struct pard_function *fns, size_t nfns,
                     const struct pard_worker_opts *opts);
