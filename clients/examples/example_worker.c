@@ -10,7 +10,7 @@
  *   echo      returns its input
  *   stats     msgpack array of numbers in, msgpack map {"n", "sum"} out
  *
- * Run: pard-example-worker [--socket PATH]
+ * Run: pard-example-worker [--socket PATH] [--max-tasks N]
  */
 #include <errno.h>
 #include <inttypes.h>

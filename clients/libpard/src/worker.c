@@ -252,6 +252,9 @@ struct worker {
     const void *shared_data;
     uint64_t shared_size;
     struct watchdog wd;
+    uint64_t max_tasks; /* leave after this many tasks; 0: never */
+    uint64_t served;    /* tasks run so far */
+    bool retiring;      /* max_tasks reached: leave after this batch */
 };
 
 /* Map the shared block the daemon just passed; consumes fd. */
@@ -571,6 +574,11 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
             rc = run_batch(&s, &d);
             if (rc != 0)
                 break;
+            w->served += d.count;
+            if (w->max_tasks && w->served >= w->max_tasks) {
+                w->retiring = true; /* results pushed, lease clear: leave */
+                break;
+            }
             continue;
         }
         if (pard_wait_until(&s.job.tasks.hdr->not_empty, s.mode, tasks_or_leave, &s,
@@ -603,7 +611,7 @@ int pard_worker_run(const struct pard_function *fns, size_t nfns,
             return pard__set_error(NULL, -EINVAL,
                                    "function name '%s' is not valid ([A-Za-z0-9_.-], 1-63 bytes)",
                                    fns[i].name ? fns[i].name : "(null)");
-    struct worker w = {.fns = fns, .nfns = nfns};
+    struct worker w = {.fns = fns, .nfns = nfns, .max_tasks = opts->max_tasks};
     if (opts->init && opts->init(&w.ctx, opts->arg) != 0)
         return pard__set_error(NULL, -ECANCELED, "the worker's initializer failed");
     int rc = pard__connect(&w.c, opts->socket_path, PARD_ROLE_WORKER, opts->name);
@@ -628,6 +636,8 @@ int pard_worker_run(const struct pard_function *fns, size_t nfns,
             rc = serve_job(&w, &a, fd);
             if (rc == -PARD_EDAEMON)
                 break;
+            if (w.retiring && rc == 0)
+                break; /* opts.max_tasks: closing the connection says we left */
             if (rc != 0) {
                 /* We leave the job on our own: say why, for the daemon's log. */
                 pard_msg_init(m, PARD_MSG_ERROR);
@@ -686,11 +696,22 @@ int pard_worker_main(int argc, char **argv, const struct pard_function *fns, siz
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
             o.socket_path = argv[++i];
+        } else if (strcmp(argv[i], "--max-tasks") == 0 && i + 1 < argc) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(argv[++i], &end, 10);
+            if (errno || *end || argv[i][0] == '-' || end == argv[i]) {
+                fprintf(stderr, "%s: --max-tasks '%s': expected a number of tasks\n", argv[0],
+                        argv[i]);
+                return 2;
+            }
+            o.max_tasks = n;
         } else if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: %s [--socket PATH]\n"
+            printf("usage: %s [--socket PATH] [--max-tasks N]\n"
                    "A pard worker. Connects to the pard daemon (--socket, else $PARD_SOCKET,\n"
                    "else $XDG_RUNTIME_DIR/pard.sock, else /tmp/pard-$UID/pard.sock) and\n"
-                   "serves these functions until the daemon stops:\n",
+                   "serves these functions until the daemon stops (or, with --max-tasks,\n"
+                   "until it has run N tasks: then it exits 0, to be restarted):\n",
                    argv[0]);
             for (size_t k = 0; k < nfns; k++)
                 printf("  %s\n", fns[k].name);

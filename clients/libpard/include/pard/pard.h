@@ -171,6 +171,12 @@ struct pard_worker_opts {
     int (*init)(void **ctx, void *arg);
     void (*fini)(void *ctx); /* called once at the end */
     void *arg;               /* for init */
+    /* Leave after serving this many tasks (0: never), at the end of a
+     * batch: the results are delivered, the lease is clear, and
+     * pard_worker_run returns 0. Restart the process (pard --spawn does)
+     * to recycle workers that leak or fragment memory, as
+     * multiprocessing's maxtasksperchild does. */
+    uint64_t max_tasks;
 };
 
 /*
@@ -191,7 +197,8 @@ int pard_worker_run(const struct pard_function *fns, size_t nfns,
 
 /*
  * pard_worker_main - pard_worker_run for a main(): also parses
- * --socket PATH and --help from argc/argv, and prints errors to stderr.
+ * --socket PATH, --max-tasks N and --help from argc/argv, and prints
+ * errors to stderr.
  * Returns an exit status (0 ok, 1 error).
  */
 int pard_worker_main(int argc, char **argv, const struct pard_function *fns, size_t nfns,
