@@ -13,7 +13,8 @@
  *
  * Restarting: a worker that exits or crashes (or that we killed for a time
  * limit) is started again after a back-off: 100 ms, doubling up to 5 s,
- * back to 100 ms once a worker has run for 10 s. A child counts as
+ * back to 100 ms once a worker has run for 10 s, or when it registered and
+ * then exited 0 (a worker recycled by --max-tasks: no failure to slow). A child counts as
  * "starting" from its spawn until a worker connection with its pid
  * registers; while any child is starting, a submit for a function nobody
  * serves yet waits (jobs.c) instead of failing at once.
@@ -133,10 +134,13 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal)
     struct pard__child *c = p->data;
     struct pard__daemon *d = c->d;
     int64_t ran = pard_now_ns() - c->started_ns;
+    /* A worker that registered and then exited 0 left on purpose (its
+     * --max-tasks were served): a recycle, not a failure. */
+    bool recycled = c->registered && !term_signal && status == 0;
     c->running = false;
     c->registered = false;
     uv_close((uv_handle_t *)p, on_proc_closed);
-    enum pard__log_level level = d->stopping ? PARD__LOG_INFO : PARD__LOG_WARN;
+    enum pard__log_level level = d->stopping || recycled ? PARD__LOG_INFO : PARD__LOG_WARN;
     if (term_signal)
         pard__log(level, "worker %u (pid %d) was killed by signal %d (%s) after %lld ms", c->index,
                   (int)c->pid, term_signal, strsignal(term_signal), (long long)(ran / 1000000));
@@ -148,7 +152,7 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int term_signal)
             stop_done(d);
         return;
     }
-    if (ran >= HEALTHY_NS)
+    if (ran >= HEALTHY_NS || recycled)
         c->backoff_ms = BACKOFF_MIN_MS;
     pard__log_info("restarting worker %u in %u ms", c->index, c->backoff_ms);
     schedule_restart(c);
