@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -94,6 +95,16 @@ Test(region, refuses_a_wrong_magic, .timeout = 10)
                         "shared memory region has a wrong magic number (not a pard region)"),
                  0);
     pard_region_close(&r);
+}
+
+Test(region, describes_any_error_code_even_int_min, .timeout = 10)
+{
+    /* Codes also come from the wire (error frames): none may trap. */
+    cr_assert_str_eq(pard_strerror(INT_MIN), "unknown error");
+    cr_assert_str_eq(pard_strerror(0), "success");
+    cr_assert_str_eq(pard_strerror(-ENOENT), strerror(ENOENT));
+    cr_assert_str_eq(pard_strerror(ENOENT), strerror(ENOENT));
+    cr_assert_not_null(pard_strerror(INT_MAX));
 }
 
 Test(region, refuses_a_wrong_version, .timeout = 10)

@@ -2,13 +2,18 @@
  * errors.c — pard_strerror: one table for pard's own codes, strerror for
  * the rest.
  */
+#include <limits.h>
 #include <string.h>
 
 #include "internal.h"
 
 const char *pard_strerror(int err)
 {
-    int code = err < 0 ? -err : err;
+    /* err may come from the wire (an error frame's code): INT_MIN has no
+     * positive int, so negate in a wider type. */
+    long long code = err < 0 ? -(long long)err : err;
+    if (code > INT_MAX)
+        return "unknown error";
     switch (code) {
 #define PARD__ERR_CASE(name, num, msg)                                                             \
     case num:                                                                                      \
@@ -18,8 +23,8 @@ const char *pard_strerror(int err)
     case 0:
         return "success";
     default:
-        /* strerror() is thread-safe in glibc for known codes, which is all
-         * -errno can be here. */
-        return strerror(code);
+        /* strerror() is thread-safe in glibc (unknown codes, such as an
+         * error frame may carry, are formatted in a thread-local buffer). */
+        return strerror((int)code);
     }
 }
