@@ -202,7 +202,7 @@ static inline void call_back(struct map *m, uint64_t index, int status, const vo
 }
 
 /* Give back the input space of batches that are wholly delivered. */
-static inline void release_inputs(struct map *m)
+static void release_inputs_slow(struct map *m)
 {
     while (m->bhead != m->btail) {
         struct batch *b = &m->batches[m->bhead & (m->W - 1)];
@@ -211,6 +211,15 @@ static inline void release_inputs(struct map *m)
         pard_arena_release(&m->job.input, b->end); /* our own arena: cannot fail */
         m->bhead++;
     }
+}
+
+/* Per delivered task: one comparison until the oldest batch is wholly
+ * delivered (its end is at least `low` whenever a batch is outstanding). */
+static inline void release_inputs(struct map *m)
+{
+    if (m->bhead != m->btail &&
+        m->batches[m->bhead & (m->W - 1)].first + m->batches[m->bhead & (m->W - 1)].count <= m->low)
+        release_inputs_slow(m);
 }
 
 /* Advance `low` over delivered tasks (delivering held ones in order), and
