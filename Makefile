@@ -10,9 +10,11 @@
 NPROC   := $(shell nproc 2>/dev/null || echo 2)
 CMAKE   ?= cmake
 BUILD   ?= build
-# Debian packages the build, the tests and the demo need.
+# Debian packages the build, the tests and the demo need. shared-mime-info
+# puts XML files in /usr/share/mime, which the XML case study reads (the
+# demo, and the docs' commands that `make check` runs).
 DEPS    := build-essential cmake pkg-config libuv1-dev libmsgpack-dev libcriterion-dev \
-           clang libclang-rt-14-dev libexpat1-dev valgrind groff-base man-db
+           clang libclang-rt-14-dev libexpat1-dev valgrind groff-base man-db shared-mime-info
 
 .PHONY: all deps build demo check check-plain check-asan check-tsan format clean
 
