@@ -3,15 +3,18 @@
 #   make demo    install what is missing, build, run the demonstration
 #   make check   install what is missing, build with -Werror, run every test
 #                in the plain, ASan+UBSan and TSan builds
+#   make figures regenerate the guide's figures (docs/guide/figures)
 #
 # Builds go to build/<flavour>. Nothing here needs a network but Debian's.
 
 NPROC   := $(shell nproc 2>/dev/null || echo 2)
 CMAKE   ?= cmake
 BUILD   ?= build
-# Debian packages the build, the tests and the demo need.
+# Debian packages the build, the tests and the demo need. shared-mime-info
+# puts XML files in /usr/share/mime, which the XML case study reads (the
+# demo, and the docs' commands that `make check` runs).
 DEPS    := build-essential cmake pkg-config libuv1-dev libmsgpack-dev libcriterion-dev \
-           clang libclang-rt-14-dev libexpat1-dev valgrind groff-base man-db
+           clang libclang-rt-14-dev libexpat1-dev valgrind groff-base man-db shared-mime-info
 
 .PHONY: all deps build demo check check-plain check-asan check-tsan format clean
 
@@ -73,6 +76,14 @@ clean:
 # each ratio measured in one run. The peers are not needed by `make check`,
 # so they have their own list, installed the way `deps` installs DEPS.
 PEER_DEPS := python3 python3-joblib parallel libzmq3-dev gnuplot-nox
+
+# The guide's figures (docs/guide/figures): data, tables and SVG plots,
+# regenerated in one go from the commands the chapters show. Run it on a
+# quiet machine; it needs gnuplot, installed the way `deps` installs DEPS.
+.PHONY: figures
+figures: build
+	@$(MAKE) --no-print-directory deps DEPS="gnuplot-nox"
+	sh docs/guide/figures/make-figures.sh $(BUILD)/release
 
 .PHONY: bench-peers
 bench-peers: build

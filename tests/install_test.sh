@@ -113,7 +113,7 @@ for f in \
     "$sbindir/pard" \
     "$bindir/parctl" "$bindir/parbench" "$bindir/pard-example-worker" "$bindir/pard-xmlcount" \
     "$bindir/pard-montecarlo" "$bindir/pard-crossval" "$bindir/pard-pingpong" \
-    "$bindir/pard-ringbench" \
+    "$bindir/pard-ringbench" "$bindir/pard-spinner" \
     "$includedir/pard/ipc.h" "$includedir/pard/proto.h" "$includedir/pard/job.h" \
     "$includedir/pard/pard.h" \
     "$libdir/libpard.so" "$libdir/$soname" "$libdir/libpard.so.$version" "$libdir/libpard.a" \
