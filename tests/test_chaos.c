@@ -141,19 +141,9 @@ static long rss_kib(pid_t pid)
 /* The jobs the daemon lists (parctl jobs), over a control connection. */
 static uint32_t listed_jobs(const char *socket)
 {
-    struct pard_client *c;
-    cr_assert_eq(pard_connect_control(&c, socket), 0, "%s", pard_last_error());
-    struct pard_msg *m = malloc(sizeof(*m));
-    struct pard_frame_reader r;
-    pard_frame_reader_init(&r, PARD_FRAME_MAX_CLIENT);
-    pard_msg_init(m, PARD_MSG_LIST_JOBS);
-    cr_assert_eq(pard_sock_send_msg(pard_client_fd(c), m, -1), 0);
-    cr_assert_eq(pard_sock_recv_msg(pard_client_fd(c), &r, m, 5000, NULL), 0);
-    cr_assert_eq(m->type, PARD_MSG_JOBS_REPLY);
+    struct pard_msg *m = test_control_call(socket, PARD_MSG_LIST_JOBS, PARD_MSG_JOBS_REPLY);
     uint32_t n = m->jobs_reply.njobs;
-    pard_frame_reader_destroy(&r);
     free(m);
-    pard_disconnect(c);
     return n;
 }
 
