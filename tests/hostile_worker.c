@@ -9,6 +9,7 @@
  * that squares decimal integers, like the example worker's square.
  *
  *   hostile_worker --socket PATH --mode MODE [--function NAME] [--exit]
+ *                  [--mark FILE]
  *
  * On the first batch it takes, MODE says what it scribbles:
  *
@@ -22,11 +23,15 @@
  *   counters  the job's counters and lane epoch (submitted, delivered,
  *             failed, requeued), before every batch, then runs it well
  *   state     the job's state word: a value no state has
+ *   tail      its lane's result ring tail only, to a plausible value ahead
+ *             of head (the submitter never reads it; it must not be woken
+ *             by it either)
  *
  * After the scribble it lingers in the job (holding its lane, doing
  * nothing) until the job ends or the daemon detaches it, then serves on;
  * with --exit it exits with status 0 right after the scribble instead.
- * It prints "hostile: scribbled MODE" on stderr when it has scribbled.
+ * It prints "hostile: scribbled MODE" on stderr when it has scribbled, and
+ * with --mark creates FILE then, for a test to wait on.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -37,15 +42,16 @@
 
 #include "internal.h"
 
-enum mode { M_NONE, M_RING, M_DESC, M_RECORD, M_LEASE, M_TASKS, M_COUNTERS, M_STATE };
-static const char *const mode_names[] = {"none",  "ring",  "desc",     "record",
-                                         "lease", "tasks", "counters", "state"};
+enum mode { M_NONE, M_RING, M_DESC, M_RECORD, M_LEASE, M_TASKS, M_COUNTERS, M_STATE, M_TAIL };
+static const char *const mode_names[] = {"none",  "ring",     "desc",  "record", "lease",
+                                         "tasks", "counters", "state", "tail"};
 
 struct hostile {
     struct pard_client *c;
     enum mode mode;
     bool exit_after;
     bool scribbled;
+    const char *mark; /* created once scribbled */
     struct pard_job job;
     struct pard_lane lane;
     uint32_t gen;
@@ -179,10 +185,19 @@ static void scribble(struct hostile *h, const struct pard_task_desc *d)
     case M_STATE:
         atomic_store(&h->job.ctl->state, 0x5ca1ab1eu);
         break;
+    case M_TAIL: /* five results "published", none written */
+        atomic_store(&h->lane.results.hdr->tail, atomic_load(&h->lane.results.hdr->head) + 5);
+        break;
     }
     pard_event_notify(&h->job.ctl->results);
-    if (!h->scribbled)
+    if (!h->scribbled) {
         fprintf(stderr, "hostile: scribbled %s\n", mode_names[h->mode]);
+        if (h->mark) {
+            FILE *f = fopen(h->mark, "w");
+            if (f)
+                fclose(f);
+        }
+    }
     h->scribbled = true;
     if (h->exit_after)
         _exit(0);
@@ -241,6 +256,8 @@ int main(int argc, char **argv)
             function = argv[++i];
         else if (strcmp(argv[i], "--exit") == 0)
             h.exit_after = true;
+        else if (strcmp(argv[i], "--mark") == 0 && i + 1 < argc)
+            h.mark = argv[++i];
         else {
             fprintf(stderr, "hostile_worker: unknown argument '%s'\n", argv[i]);
             return 2;

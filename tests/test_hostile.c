@@ -360,3 +360,43 @@ Test(hostile, garbage_job_counters_do_not_disturb_the_job_or_the_stats, .timeout
     cr_assert_lt(st.requeues, 1000000, "the daemon counts %" PRIu64 " re-queues", st.requeues);
     scene_finish(&s);
 }
+
+/* A result-ring tail scribbled ahead of head, nothing written: the
+ * submitter never reads that tail, and must not be woken by it either.
+ * (It was: its wake-up test counted the ring by the shared indices, so it
+ * spun without sleeping and without ever looking at its socket, and a
+ * dead daemon went unnoticed.) Kill the daemon meanwhile: the map must
+ * return -PARD_EDAEMON. */
+Test(hostile, a_scribbled_result_tail_does_not_hide_a_dead_daemon, .timeout = 90)
+{
+    struct test_daemon d;
+    test_daemon_start(&d);
+    struct pard_client *c = NULL;
+    cr_assert_eq(pard_connect_control(&c, d.socket), 0, "%s", pard_last_error());
+    pard_disconnect(c);
+    char mark[200];
+    snprintf(mark, sizeof(mark), "%s/scribbled", d.dir);
+    char *argv[] = {TEST_HOSTILE, "--socket", d.socket, "--mode", "tail", "--mark", mark, NULL};
+    d.workers[d.nworkers++] = test_spawn(argv);
+    test_wait_workers(&d, 1);
+    struct run job = {0};
+    job.opts.batch = 4;
+    run_start(&job, d.socket, "hostile", HOSTILE_TASKS);
+    struct stat st;
+    for (int i = 0; i < 3000 && stat(mark, &st) != 0; i++)
+        usleep(10000);
+    cr_assert_eq(stat(mark, &st), 0, "the hostile worker never scribbled");
+    cr_assert(!atomic_load(&job.done), "the map ended before the daemon was killed");
+    int status;
+    kill(d.pid, SIGKILL);
+    waitpid(d.pid, &status, 0);
+    d.pid = 0;
+    run_join(&job);
+    cr_log_info("hostile job after kill -9 of pard: rc %d: %s", job.rc, job.error);
+    cr_assert_eq(job.rc, -PARD_EDAEMON, "the map returned %d (%s), not -PARD_EDAEMON", job.rc,
+                 job.error);
+    run_free(&job);
+    unlink(mark);
+    unlink(d.socket); /* a killed daemon leaves it behind */
+    test_daemon_stop(&d);
+}

@@ -395,6 +395,15 @@ int pard_ring_spsc_pop_burst(struct pard_ring *ring, void *dst, unsigned n)
     return (int)k;
 }
 
+int pard_ring_spsc_peek(const struct pard_ring *ring)
+{
+    const uint64_t head = ring->cons_head;
+    if (atomic_load_explicit(&ring->hdr->head, memory_order_relaxed) != head)
+        return -PARD_ECORRUPT;
+    int ready = spsc_ready(ring, head);
+    return ready < 0 ? -PARD_ECORRUPT : ready;
+}
+
 int pard_ring_spsc_push(struct pard_ring *ring, const void *elem)
 {
     return pard_ring_spsc_push_burst(ring, elem, 1);

@@ -41,6 +41,15 @@ struct slot {
     };
 };
 
+/* A fresh task in a slot that served task i - W before: nothing of that
+ * task's retries or deaths may carry over. */
+static inline void slot_begin(struct slot *s)
+{
+    s->state = SLOT_PENDING;
+    s->tries = 0;
+    s->deaths = 0;
+}
+
 static inline const uint8_t *held_bytes(const struct slot *s)
 {
     return s->len <= SLOT_INLINE ? s->small : s->data;
@@ -495,7 +504,7 @@ static int feed(struct map *m)
             if (rc != 0)
                 return rc;
             uint64_t i = m->next++;
-            slot_of(m, i)->state = SLOT_PENDING;
+            slot_begin(slot_of(m, i));
             m->has_carry = false;
             fail_task(m, i, -PARD_ETOOBIG,
                       "input %llu is %zu bytes, over the job's limit of %llu bytes per input",
@@ -531,7 +540,7 @@ static int feed(struct map *m)
         m->cur.count++;
         m->cur.len += size;
         m->cur_end = span.end;
-        slot_of(m, m->next)->state = SLOT_PENDING;
+        slot_begin(slot_of(m, m->next));
         m->next++;
     }
     /* Whatever stopped us, let workers start on the partial batch. */
@@ -817,8 +826,11 @@ static bool map_ready(void *arg)
         atomic_load_explicit(&m->job.ctl->state, memory_order_acquire) != PARD_JOB_RUNNING ||
         pard__cancelled(m->c))
         return true;
+    /* A result to take, or a lane whose ring pop will refuse: collect()
+     * acts on both. (Not pard_ring_count: the consumer never uses the
+     * shared tail, so a scribbled one must not wake it for nothing.) */
     for (uint32_t li = 0; li < m->job.geo.lanes; li++)
-        if (pard_ring_count(&m->lanes[li].results) != 0)
+        if (pard_ring_spsc_peek(&m->lanes[li].results) != 0)
             return true;
     return false;
 }
@@ -840,7 +852,7 @@ static void reconcile(struct map *m, bool progressed)
     for (uint32_t li = 0; li < m->job.geo.lanes && quiet; li++) {
         struct pard_lane *l = &m->lanes[li];
         if (atomic_load(&l->ctl->state) != PARD_LANE_FREE &&
-            (atomic_load(&l->ctl->leased) || pard_ring_count(&l->results) != 0))
+            (atomic_load(&l->ctl->leased) || pard_ring_spsc_peek(&l->results) != 0))
             quiet = false;
     }
     if (!quiet) {
@@ -985,15 +997,16 @@ static int run(struct map *m)
             break;
         }
         int64_t now = pard_now_ns();
-        if (fed > 0 || got > 0) {
-            /* Busy: still look at the daemon now and then. */
-            if (now - m->last_alive_check > PARD__SLICE_NS) {
-                m->last_alive_check = now;
-                if ((rc = pard__daemon_alive(m->c)) != 0) {
-                    fail_job(m, rc, "%s", pard_last_error());
-                    break;
-                }
+        /* Look at the daemon now and then, however this loop comes round:
+         * busy, or woken with nothing to do. */
+        if (now - m->last_alive_check > PARD__SLICE_NS) {
+            m->last_alive_check = now;
+            if ((rc = pard__daemon_alive(m->c)) != 0) {
+                fail_job(m, rc, "%s", pard_last_error());
+                break;
             }
+        }
+        if (fed > 0 || got > 0) {
             m->quiet_looks = 0;
             continue;
         }

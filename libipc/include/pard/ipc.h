@@ -407,6 +407,14 @@ int pard_ring_spsc_push(struct pard_ring *ring, const void *elem);
 int pard_ring_spsc_pop(struct pard_ring *ring, void *elem);
 
 /*
+ * pard_ring_spsc_peek - for the consumer: 1 when pop would take an element
+ * now, 0 when the ring is empty, -PARD_ECORRUPT when pop would refuse
+ * (the same checks). Reads the slot the consumer polls, never the shared
+ * tail: use it, not pard_ring_count, to decide whether to wake.
+ */
+int pard_ring_spsc_peek(const struct pard_ring *ring);
+
+/*
  * MPMC: any number of producers and consumers, in any processes.
  * push_burst pushes up to n elements (all-or-some: the first k of src)
  * and returns k; pop_burst pops up to n and returns k. Elements pushed by
