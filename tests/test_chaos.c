@@ -810,6 +810,30 @@ static bool file_has(const char *path, const char *needle, char *buf, size_t cap
     return strstr(buf, needle) != NULL;
 }
 
+/* Wait (20 s at most) until one of the n workers sleeps in the 30 s task:
+ * its main thread's kernel wait channel says nanosleep (an idle worker
+ * waits in a futex or a poll). Returns its index. */
+static int wait_inside_task(const pid_t *w, int n)
+{
+    for (int t = 0; t < 4000; t++) {
+        for (int i = 0; i < n; i++) {
+            char path[64], chan[64] = "";
+            snprintf(path, sizeof(path), "/proc/%d/wchan", (int)w[i]);
+            FILE *f = fopen(path, "r");
+            if (f) {
+                size_t k = fread(chan, 1, sizeof(chan) - 1, f);
+                chan[k] = 0;
+                fclose(f);
+            }
+            if (strstr(chan, "nanosleep"))
+                return i;
+        }
+        usleep(5000);
+    }
+    cr_assert_fail("no worker started the 30 s task");
+    return -1;
+}
+
 Test(chaos, workers_exit_with_a_clear_error_when_the_daemon_is_killed, .timeout = 120)
 {
     struct test_daemon d;
@@ -831,7 +855,7 @@ Test(chaos, workers_exit_with_a_clear_error_when_the_daemon_is_killed, .timeout 
         usleep(5000);
     }
     cr_assert(st.jobs == 1, "the long task did not start");
-    usleep(200000); /* the busy worker is inside its task by now */
+    wait_inside_task(w, 2);
 
     int64_t t0 = pard_now_ns();
     kill(d.pid, SIGKILL);
@@ -891,5 +915,42 @@ Test(chaos, workers_exit_with_a_clear_error_when_the_daemon_is_killed, .timeout 
     struct squares s = {0};
     map_squares_ok(d.socket, &s, 10000, 8);
     free(s.seen);
+    daemon_cleanup(&d);
+}
+
+/* A clean shutdown (SIGTERM) while a worker is inside a 30 s task: pard
+ * says goodbye before it closes the connection, so the worker leaves the
+ * task with "pard is shutting down" and status 0, not as if pard had
+ * crashed. */
+Test(chaos, a_worker_inside_a_task_exits_0_when_pard_shuts_down, .timeout = 120)
+{
+    struct test_daemon d;
+    daemon_start_logged(&d, false, NULL);
+    pid_t w = worker_start_logged(&d, 0, NULL);
+    d.workers[d.nworkers++] = w;
+    test_wait_workers(&d, 1);
+    struct blocked_map b = {.socket = d.socket};
+    pthread_t th;
+    pthread_create(&th, NULL, map_long_task, &b);
+    wait_inside_task(&w, 1);
+    kill(d.pid, SIGTERM);
+    test_wait_ok(d.pid, "pard after SIGTERM");
+    d.pid = 0;
+    int status = 0;
+    int t = 0;
+    for (; t < 10000 && waitpid(w, &status, WNOHANG) == 0; t++)
+        usleep(1000);
+    cr_assert_lt(t, 10000, "the worker did not leave its task within 10 s of the shutdown");
+    d.nworkers = 0;
+    pthread_join(th, NULL);
+    char log[160], text[4096];
+    snprintf(log, sizeof(log), "%s/worker-0.log", d.dir);
+    bool said = file_has(log, "pard is shutting down", text, sizeof(text));
+    cr_log_info("worker: status 0x%x after SIGTERM of pard: %s; the submitter got %d", status, text,
+                b.rc);
+    cr_assert(said, "the worker's stderr does not say pard is shutting down: %s", text);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the worker's status is 0x%x, not exit 0", status);
+    cr_assert_lt(b.rc, 0, "the submitter's map succeeded across a shutdown");
     daemon_cleanup(&d);
 }

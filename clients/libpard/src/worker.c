@@ -174,39 +174,82 @@ struct watchdog {
     _Atomic uint64_t job;  /* its job */
 };
 
+/*
+ * Did the daemon say goodbye before it closed (a clean shutdown sends an
+ * `error` frame with -PARD_EDAEMON first), or did it just vanish (kill -9,
+ * a crash)? Peeks at what is still queued on the socket without taking
+ * it, so the loop reads it as usual if the task ends first.
+ */
+static bool daemon_said_goodbye(int fd)
+{
+    enum { PEEK = 64 * 1024 };
+    bool bye = false;
+    uint8_t *buf = malloc(PEEK);
+    struct pard_msg *m = malloc(sizeof(*m));
+    struct pard_frame_reader r;
+    pard_frame_reader_init(&r, PARD_FRAME_MAX_CLIENT);
+    ssize_t n = buf && m ? recv(fd, buf, PEEK, MSG_PEEK | MSG_DONTWAIT) : -1;
+    if (n > 0 && pard_frame_reader_feed(&r, buf, (size_t)n, NULL, 0) == 0) {
+        const void *body;
+        size_t len;
+        while (!bye && pard_frame_reader_next(&r, &body, &len, NULL) == 1)
+            bye = pard_msg_decode(body, len, m) == 0 && m->type == PARD_MSG_ERROR &&
+                  m->error.code == -PARD_EDAEMON;
+    }
+    pard_frame_reader_destroy(&r);
+    free(m);
+    free(buf);
+    return bye;
+}
+
 static void *watchdog_main(void *arg)
 {
     struct watchdog *wd = arg;
     struct pollfd p[2] = {{.fd = wd->fd, .events = POLLRDHUP},
                           {.fd = wd->stop[0], .events = POLLIN}};
     for (;;) {
-        if (poll(p, 2, -1) < 0 && errno != EINTR)
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
             return NULL;
+        }
         if (p[1].revents)
             return NULL;
+        if (p[0].revents & POLLNVAL)
+            return NULL; /* the socket was closed under us: nothing to watch */
         if (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR))
             break;
     }
+    bool bye = daemon_said_goodbye(wd->fd);
     /* The daemon is gone. Between tasks the loop notices by itself and
      * stops us; a task that is running (or starts before then) ends the
      * process. Poll the stop pipe alone now: the socket stays readable. */
     for (;;) {
         uint64_t task = atomic_load_explicit(&wd->task, memory_order_acquire);
         if (task != 0) {
-            char msg[256];
-            int n =
-                snprintf(msg, sizeof(msg),
-                         "%s (pid %d): the pard daemon is gone (connection closed) while "
-                         "task %llu of job %llu was running; exiting, as its result has "
-                         "nowhere to go (restart pard, then this worker)\n",
-                         program_invocation_short_name, (int)getpid(),
-                         (unsigned long long)(task - 1), (unsigned long long)atomic_load(&wd->job));
+            char msg[300];
+            int n = bye ? snprintf(msg, sizeof(msg),
+                                   "%s (pid %d): pard is shutting down; leaving task %llu of "
+                                   "job %llu unfinished\n",
+                                   program_invocation_short_name, (int)getpid(),
+                                   (unsigned long long)(task - 1),
+                                   (unsigned long long)atomic_load(&wd->job))
+                        : snprintf(msg, sizeof(msg),
+                                   "%s (pid %d): the pard daemon is gone (connection closed) "
+                                   "while task %llu of job %llu was running; exiting, as its "
+                                   "result has nowhere to go (restart pard, then this worker)\n",
+                                   program_invocation_short_name, (int)getpid(),
+                                   (unsigned long long)(task - 1),
+                                   (unsigned long long)atomic_load(&wd->job));
             if (n > 0)
                 (void)!write(STDERR_FILENO, msg,
                              (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
-            _exit(1);
+            /* A shutdown is a clean end, as between tasks; a vanished
+             * daemon is a failure a supervisor should see. */
+            _exit(bye ? 0 : 1);
         }
-        if (poll(&p[1], 1, 20) != 0)
+        int rc = poll(&p[1], 1, 20);
+        if (rc > 0 || (rc < 0 && errno != EINTR))
             return NULL;
     }
 }
@@ -217,7 +260,14 @@ static void watchdog_start(struct watchdog *wd, int fd)
     wd->started = false;
     if (pipe2(wd->stop, O_CLOEXEC) != 0)
         return; /* no watchdog: a task still ends when it ends */
-    if (pthread_create(&wd->thread, NULL, watchdog_main, wd) != 0) {
+    /* Signals go to the threads that run the user's code, never to ours:
+     * the thread starts with every signal blocked. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&wd->thread, NULL, watchdog_main, wd);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
         close(wd->stop[0]);
         close(wd->stop[1]);
         return;
@@ -572,6 +622,14 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
         }
         if (n == 1) {
             rc = run_batch(&s, &d);
+            if (rc != 0 && rc != -PARD_ECANCELED && rc != -PARD_EDAEMON)
+                /* run_batch passes up bare codes from its lane: name the
+                 * job and lane, for the message we leave with. */
+                rc = pard__set_error(w->c, rc,
+                                     "job %llu (%s), lane %u: cannot write results: %s; "
+                                     "leaving the job",
+                                     (unsigned long long)a->job_id, a->function, a->lane,
+                                     pard_strerror(rc));
             if (rc != 0)
                 break;
             w->served += d.count;

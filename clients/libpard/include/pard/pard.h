@@ -189,8 +189,10 @@ struct pard_worker_opts {
  * may run for a long time (or forever): a watchdog thread sees the
  * connection close, prints "...: the pard daemon is gone ..." to stderr
  * and ends the process with _exit(1) at once, without waiting for the
- * task or calling fini. Between tasks the loop notices by itself within
- * 100 ms and returns -PARD_EDAEMON.
+ * task or calling fini; when the daemon closed it after saying it shuts
+ * down, it prints "...: pard is shutting down ..." and uses _exit(0).
+ * Between tasks the loop notices by itself within 100 ms and returns
+ * -PARD_EDAEMON (lost) or 0 (shut down).
  */
 int pard_worker_run(const struct pard_function *fns, size_t nfns,
                     const struct pard_worker_opts *opts);
