@@ -321,9 +321,16 @@ void pard__jobs_worker_gone(struct pard__session *w)
         return;
     struct pard__daemon *d = w->d;
     struct pard_lane_ctl *ctl = pard__job_lane_ctl(j, w->lane);
+    /* Read before the lane is marked: a worker that leaves between batches
+     * (--max-tasks, or a crash outside any task) took nothing with it. */
+    bool leased = atomic_load_explicit(&ctl->leased, memory_order_acquire) != 0;
     lane_dead(j, w->lane, PARD_DEATH_EXIT);
     bool timeout = atomic_load(&ctl->death) == PARD_DEATH_TIMEOUT && w->timeout_killed;
-    if (!j->ended && !w->detach_sent) {
+    if (!j->ended && !w->detach_sent && !leased && !timeout) {
+        pard__log_info("%s disconnected between batches of job %llu (%s) on lane %u; it held "
+                       "no task",
+                       pard__session_desc(w), (unsigned long long)j->id, j->function, w->lane);
+    } else if (!j->ended && !w->detach_sent) {
         d->worker_deaths++;
         pard__log_warn("%s died while serving job %llu (%s) on lane %u%s; the submitter "
                        "re-queues its unfinished tasks",
@@ -679,9 +686,12 @@ static void check_timeouts(struct pard__job *j, int64_t now)
         if (atomic_load_explicit(&ctl->leased, memory_order_acquire) != 1)
             continue;
         int64_t started = atomic_load_explicit(&ctl->started_ns, memory_order_acquire);
-        if (started > now + PARD__FUTURE_SLACK_NS) {
-            /* No clock gives that: the worker wrote garbage in its lease,
-             * and would hold its batch past any time limit. */
+        if (started > now + PARD__FUTURE_SLACK_NS &&
+            started > (now = pard_now_ns()) + PARD__FUTURE_SLACK_NS) {
+            /* No clock gives that (looked at again: `now` was read when
+             * this tick began, and the daemon may have stalled since): the
+             * worker wrote garbage in its lease, and would hold its batch
+             * past any time limit. */
             evict_lease_writer(w, j, i, started - now);
             continue;
         }

@@ -775,7 +775,8 @@ Test(daemon, marks_the_lane_of_a_vanished_worker_dead_and_rings_the_submitter)
     uint32_t epoch = atomic_load(&sj.ctl->lanes_epoch);
 
     uint32_t key = pard_event_prepare(&sj.ctl->results);
-    conn_close(&w); /* the worker "dies": its socket closes */
+    atomic_store(&lc->leased, 1); /* it holds a batch */
+    conn_close(&w);               /* and "dies": its socket closes */
     int rc = pard_event_wait(&sj.ctl->results, key, pard_now_ns() + (int64_t)WAIT_MS * 1000000);
     cr_assert_eq(rc, 0, "the submitter was never rung");
     cr_assert_neq(atomic_load(&sj.ctl->results.seq), key, "results was not notified");
