@@ -58,9 +58,28 @@ int pard_arena_attach(struct pard_arena *a, void *mem, size_t len)
     size_t need = pard_arena_footprint(capacity);
     if (need == 0 || need > len)
         return -PARD_ESIZE;
-    uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
-    uint64_t tail = atomic_load_explicit(&h->tail, memory_order_acquire);
-    if (head - tail > capacity || head % ARENA_ALIGN != 0)
+    /* A snapshot of both positions while others allocate and reclaim: tail
+     * read before and after head, equal both times, held that value when
+     * head was read, so the pair must be at most a capacity apart. A tail
+     * that keeps moving leaves only "tail never passes head" to check. */
+    uint64_t head = 0, tail = 0;
+    for (int attempt = 0;; attempt++) {
+        uint64_t t1 = atomic_load_explicit(&h->tail, memory_order_acquire);
+        head = atomic_load_explicit(&h->head, memory_order_acquire);
+        tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+        if (t1 == tail) {
+            if (head - tail > capacity)
+                return -PARD_ECORRUPT;
+            break;
+        }
+        if (attempt == 63) {
+            tail = t1;
+            if ((int64_t)(head - tail) < 0)
+                return -PARD_ECORRUPT;
+            break;
+        }
+    }
+    if (head % ARENA_ALIGN != 0)
         return -PARD_ECORRUPT;
     a->hdr = h;
     a->data = (uint8_t *)mem + sizeof(*h);
