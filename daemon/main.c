@@ -20,7 +20,9 @@
  * Must not: know about frames, lanes or processes beyond calling the files
  * that own them.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -356,6 +358,32 @@ void pard__shutdown_finish(struct pard__daemon *d)
     uv_close((uv_handle_t *)&d->sig_int, NULL);
 }
 
+
+/*
+ * Whoever started pard may have left descriptors open (a shell's pipes, a
+ * test runner's): pard's own are all close-on-exec, and so that workers
+ * it spawns inherit nothing of those either, mark every inherited one
+ * above stderr close-on-exec too. They stay open for pard itself.
+ */
+static void keep_inherited_fds_from_workers(void)
+{
+#ifdef CLOSE_RANGE_CLOEXEC
+    if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+        return;
+#endif
+    DIR *dp = opendir("/proc/self/fd");
+    if (!dp)
+        return;
+    for (struct dirent *e; (e = readdir(dp));) {
+        int fd = atoi(e->d_name);
+        if (fd > 2 && fd != dirfd(dp)) {
+            int flags = fcntl(fd, F_GETFD);
+            if (flags >= 0 && !(flags & FD_CLOEXEC))
+                fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+        }
+    }
+    closedir(dp);
+}
 /* ======================================================================
  * main
  * ====================================================================== */
@@ -412,6 +440,7 @@ int main(int argc, char **argv)
         return 1;
     }
     raise_fd_limit();
+    keep_inherited_fds_from_workers();
 
     d->msg_in = malloc(sizeof(*d->msg_in));
     d->msg_out = malloc(sizeof(*d->msg_out));
