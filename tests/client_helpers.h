@@ -13,7 +13,8 @@
 /* Send the daemon at `socket` one request of `type` over a control
  * connection and return its reply (which must be of type `reply`) in a
  * malloc'd message the caller frees: messages are large, not for the stack. */
-static inline struct pard_msg *test_control_call(const char *socket, int type, int reply)
+static inline struct pard_msg *test_control_call(const char *socket, enum pard_msg_type type,
+                                                 enum pard_msg_type reply)
 {
     struct pard_client *c;
     cr_assert_eq(pard_connect_control(&c, socket), 0, "%s", pard_last_error());
