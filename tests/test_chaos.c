@@ -304,7 +304,8 @@ static void add_encoded(struct fuzz_shared *f, struct pard_msg *m, struct seed *
  * submit that names a function the real worker serves (so jobs are made
  * and torn down), a share without its descriptor, and the decoder corpus's
  * malformed frames. Never `shutdown`: a control client may ask for it, and
- * the test wants the daemon to live.
+ * the test wants the daemon to live; nor a `cancel` of a job that may
+ * exist, for the same reason.
  */
 static void fuzz_seeds(struct fuzz_shared *f)
 {
@@ -314,6 +315,11 @@ static void fuzz_seeds(struct fuzz_shared *f)
             continue;
         for (int big = 0; big < 2; big++) {
             sample_msg(m, (enum pard_msg_type)t, big);
+            /* Any client of the uid may cancel any job: the sample's job 44
+             * would, sooner or later, be the real map's. No job has this
+             * one. */
+            if (t == PARD_MSG_CANCEL)
+                m->cancel.job_id = UINT64_MAX - 1;
             add_encoded(f, m, NULL);
         }
     }
