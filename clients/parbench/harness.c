@@ -202,7 +202,7 @@ static int daemon_stats(const char *socket, uint64_t *workers, uint64_t *idle)
     pard_msg_init(m, PARD_MSG_STATS);
     rc = pard_sock_send_msg(pard_client_fd(c), m, -1);
     if (rc == 0)
-        rc = pard_sock_recv_msg(pard_client_fd(c), &r, m, 5000, NULL);
+        rc = pard_sock_recv_msg(pard_client_fd(c), &r, m, 30000, NULL);
     if (rc == 0 && m->type != PARD_MSG_STATS_REPLY)
         rc = -PARD_EPROTO;
     if (rc == 0) {
@@ -215,11 +215,20 @@ static int daemon_stats(const char *socket, uint64_t *workers, uint64_t *idle)
     return rc;
 }
 
-/* Wait until at least `n` workers are registered and idle (10 s). */
+/*
+ * How long the daemon may take to answer and the workers to register. Not
+ * a measurement: only a guard against a daemon or worker that will never
+ * come, so generous enough for a machine busy with builds and tests (a
+ * fork + exec + connect can then take seconds).
+ */
+#define START_LIMIT_NS (30 * (int64_t)1000000000)
+
+/* Wait until at least `n` workers are registered and idle. */
 static int wait_workers(struct pb_pard *p, unsigned n)
 {
     uint64_t w = 0, idle = 0;
-    for (int i = 0; i < 2000; i++) {
+    int64_t end = pard_now_ns() + START_LIMIT_NS;
+    for (int i = 0; pard_now_ns() < end; i++) {
         int rc = daemon_stats(p->socket, &w, &idle);
         if (rc != 0) {
             fprintf(stderr, "parbench: cannot ask pard at %s for its workers: %s\n", p->socket,
@@ -239,8 +248,8 @@ static int wait_workers(struct pb_pard *p, unsigned n)
         }
         pb_sleep_ns(i < 100 ? 1000000 : 5000000);
     }
-    fprintf(stderr, "parbench: only %llu of %u workers are idle at %s after 10 s%s\n",
-            (unsigned long long)idle, n, p->socket,
+    fprintf(stderr, "parbench: only %llu of %u workers are idle at %s after %d s%s\n",
+            (unsigned long long)idle, n, p->socket, (int)(START_LIMIT_NS / 1000000000),
             p->daemon ? "" : " (with --socket, start enough `parbench worker` processes)");
     return -1;
 }
@@ -282,7 +291,8 @@ int pb_pard_start(struct pb_pard *p, const struct pb_opts *o, unsigned nworkers)
         /* The daemon is up once it answers on its socket (the file appears
          * at bind, a moment before it listens). */
         bool up = false;
-        for (int i = 0; i < 1000 && !up; i++) {
+        int64_t end = pard_now_ns() + START_LIMIT_NS;
+        while (!up && pard_now_ns() < end) {
             uint64_t w, idle;
             up = daemon_stats(p->socket, &w, &idle) == 0;
             int status;
@@ -296,7 +306,8 @@ int pb_pard_start(struct pb_pard *p, const struct pb_opts *o, unsigned nworkers)
                 pb_sleep_ns(5000000);
         }
         if (!up) {
-            fprintf(stderr, "parbench: %s did not answer on %s within 5 s\n", daemon, p->socket);
+            fprintf(stderr, "parbench: %s did not answer on %s within %d s\n", daemon, p->socket,
+                    (int)(START_LIMIT_NS / 1000000000));
             pb_pard_stop(p);
             return -1;
         }
