@@ -9,8 +9,9 @@
  *             auto-batched and unbatched. On 2 cores, 8 spinning workers and
  *             a spinning submitter fight over the cores: a spinner burns the
  *             slice its peer needs. Each map has a time limit (10 x the
- *             2-worker time, at least 2 s) after which it is cancelled and
- *             its rate taken over what it delivered.
+ *             2-worker time, at least 2 s): at its first result after the
+ *             limit it is cancelled and its rate taken over what it
+ *             delivered (at least that one result).
  *   ping-pong 1 pair and workers/2 pairs of processes bouncing a message
  *             through two SPSC pard rings, in each wait mode, for
  *             --duration ms: round trips per second, all pairs together.
