@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +23,6 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -202,7 +200,7 @@ static int daemon_stats(const char *socket, uint64_t *workers, uint64_t *idle)
     pard_msg_init(m, PARD_MSG_STATS);
     rc = pard_sock_send_msg(pard_client_fd(c), m, -1);
     if (rc == 0)
-        rc = pard_sock_recv_msg(pard_client_fd(c), &r, m, 5000, NULL);
+        rc = pard_sock_recv_msg(pard_client_fd(c), &r, m, 30000, NULL);
     if (rc == 0 && m->type != PARD_MSG_STATS_REPLY)
         rc = -PARD_EPROTO;
     if (rc == 0) {
@@ -215,11 +213,20 @@ static int daemon_stats(const char *socket, uint64_t *workers, uint64_t *idle)
     return rc;
 }
 
-/* Wait until at least `n` workers are registered and idle (10 s). */
+/*
+ * How long the daemon may take to answer and the workers to register. Not
+ * a measurement: only a guard against a daemon or worker that will never
+ * come, so generous enough for a machine busy with builds and tests (a
+ * fork + exec + connect can then take seconds).
+ */
+#define START_LIMIT_NS (30 * (int64_t)1000000000)
+
+/* Wait until at least `n` workers are registered and idle. */
 static int wait_workers(struct pb_pard *p, unsigned n)
 {
     uint64_t w = 0, idle = 0;
-    for (int i = 0; i < 2000; i++) {
+    int64_t end = pard_now_ns() + START_LIMIT_NS;
+    for (int i = 0; pard_now_ns() < end; i++) {
         int rc = daemon_stats(p->socket, &w, &idle);
         if (rc != 0) {
             fprintf(stderr, "parbench: cannot ask pard at %s for its workers: %s\n", p->socket,
@@ -239,8 +246,8 @@ static int wait_workers(struct pb_pard *p, unsigned n)
         }
         pb_sleep_ns(i < 100 ? 1000000 : 5000000);
     }
-    fprintf(stderr, "parbench: only %llu of %u workers are idle at %s after 10 s%s\n",
-            (unsigned long long)idle, n, p->socket,
+    fprintf(stderr, "parbench: only %llu of %u workers are idle at %s after %d s%s\n",
+            (unsigned long long)idle, n, p->socket, (int)(START_LIMIT_NS / 1000000000),
             p->daemon ? "" : " (with --socket, start enough `parbench worker` processes)");
     return -1;
 }
@@ -282,7 +289,8 @@ int pb_pard_start(struct pb_pard *p, const struct pb_opts *o, unsigned nworkers)
         /* The daemon is up once it answers on its socket (the file appears
          * at bind, a moment before it listens). */
         bool up = false;
-        for (int i = 0; i < 1000 && !up; i++) {
+        int64_t end = pard_now_ns() + START_LIMIT_NS;
+        while (!up && pard_now_ns() < end) {
             uint64_t w, idle;
             up = daemon_stats(p->socket, &w, &idle) == 0;
             int status;
@@ -296,7 +304,8 @@ int pb_pard_start(struct pb_pard *p, const struct pb_opts *o, unsigned nworkers)
                 pb_sleep_ns(5000000);
         }
         if (!up) {
-            fprintf(stderr, "parbench: %s did not answer on %s within 5 s\n", daemon, p->socket);
+            fprintf(stderr, "parbench: %s did not answer on %s within %d s\n", daemon, p->socket,
+                    (int)(START_LIMIT_NS / 1000000000));
             pb_pard_stop(p);
             return -1;
         }
@@ -373,9 +382,12 @@ void pb_pard_stop(struct pb_pard *p)
 
 struct feed {
     struct pb_map_run *run;
+    struct pard_client *c;
     uint64_t iters;
     uint64_t delivered;
     uint64_t failed;
+    int64_t deadline_ns; /* run->limit_ms after the start; 0 = none */
+    bool cancelled;      /* we called pard_cancel() */
     int first_error;
     char message[200];
 };
@@ -411,6 +423,18 @@ static int on_result(void *arg, const struct pard_result *r)
                      (const char *)r->data);
         }
     }
+    /*
+     * The time limit is checked here, inside pard_map, and nowhere else:
+     * - a map stopped at its limit has delivered at least one result, so
+     *   its rate is a number however busy the machine is;
+     * - pard_cancel() called from inside the map applies to this map and
+     *   is spent when it returns. From another thread it could land just
+     *   after pard_map returned, and would then cancel the next map.
+     */
+    if (f->deadline_ns && !f->cancelled && pard_now_ns() >= f->deadline_ns) {
+        f->cancelled = true;
+        pard_cancel(f->c);
+    }
     return 0;
 }
 
@@ -427,82 +451,30 @@ static void wait_idle(struct pb_pard *p, unsigned n)
     }
 }
 
-/* A time limit for one map: a thread that calls pard_cancel() (which any
- * thread may call) unless the map ends first. */
-struct limiter {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-    bool fired;
-    struct pard_client *c;
-    double limit_ms;
-};
-
-static void *limiter_thread(void *arg)
-{
-    struct limiter *l = arg;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t end = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (int64_t)(l->limit_ms * 1e6);
-    ts.tv_sec = end / 1000000000;
-    ts.tv_nsec = end % 1000000000;
-    pthread_mutex_lock(&l->mu);
-    while (!l->done)
-        if (pthread_cond_timedwait(&l->cv, &l->mu, &ts) == ETIMEDOUT)
-            break;
-    if (!l->done) {
-        l->fired = true;
-        pard_cancel(l->c);
-    }
-    pthread_mutex_unlock(&l->mu);
-    return NULL;
-}
-
 int pb_pard_map(struct pb_pard *p, struct pb_map_run *run)
 {
     unsigned want = run->max_workers ? run->max_workers : p->registered;
     if (want > p->registered)
         want = p->registered;
     wait_idle(p, want);
-    struct feed f = {.run = run, .iters = run->iters};
+    struct feed f = {.run = run, .c = p->c, .iters = run->iters};
     struct pard_map_opts mo = {.unordered = run->unordered,
                                .batch = run->batch,
                                .wait_mode = run->mode,
                                .max_workers = run->max_workers};
     struct pard_map_stats st;
-    struct limiter lim = {.c = p->c, .limit_ms = run->limit_ms};
-    pthread_t lt;
-    bool limited = false;
     run->cancelled = false;
-    if (run->limit_ms > 0) {
-        pthread_mutex_init(&lim.mu, NULL);
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&lim.cv, &ca);
-        pthread_condattr_destroy(&ca);
-        limited = pthread_create(&lt, NULL, limiter_thread, &lim) == 0;
-    }
     int64_t t0 = pard_now_ns();
+    if (run->limit_ms > 0)
+        f.deadline_ns = t0 + (int64_t)(run->limit_ms * 1e6);
     int rc = pard_map(p->c, run->fn == PB_FN_BUSY ? "busy" : "noop",
                       run->fn == PB_FN_BUSY ? next_busy : next_noop, on_result, &f, &mo, &st);
     run->elapsed_ns = (double)(pard_now_ns() - t0);
     run->delivered = f.delivered;
     run->failed = f.failed;
-    if (run->limit_ms > 0) {
-        if (limited) {
-            pthread_mutex_lock(&lim.mu);
-            lim.done = true;
-            pthread_cond_signal(&lim.cv);
-            pthread_mutex_unlock(&lim.mu);
-            pthread_join(lt, NULL);
-        }
-        pthread_cond_destroy(&lim.cv);
-        pthread_mutex_destroy(&lim.mu);
-        if (lim.fired && rc == -PARD_ECANCELED) {
-            run->cancelled = true;
-            return f.failed ? -PARD_ETASK : 0;
-        }
+    if (f.cancelled && rc == -PARD_ECANCELED) {
+        run->cancelled = true;
+        return f.failed ? -PARD_ETASK : 0;
     }
     if (rc != 0) {
         fprintf(stderr, "parbench: pard map failed: %s\n",

@@ -277,16 +277,17 @@ struct pb_map_run {
     bool unordered; /* results as they finish, not in input order */
     enum pard_wait_mode mode;
     uint32_t max_workers; /* lanes; 0 = all */
-    double limit_ms;      /* cancel the map after this long; 0 = never */
+    double limit_ms;      /* cancel the map at its first result after this long; 0 = never */
     /* out */
     double elapsed_ns; /* wall time of pard_map, job start included */
     uint64_t delivered;
     uint64_t failed;
-    bool cancelled; /* stopped at limit_ms: delivered < tasks */
+    bool cancelled; /* stopped at limit_ms: 0 < delivered < tasks */
 };
 
 /* pb_pard_map - run one map; 0 or a negative pard error (printed). A map
- * stopped at its limit_ms returns 0 with run->cancelled set. */
+ * stopped at its limit_ms returns 0 with run->cancelled set; it has
+ * delivered at least one result (the limit is checked as results come). */
 int pb_pard_map(struct pb_pard *p, struct pb_map_run *run);
 
 /* pb_worker_main - the `parbench worker` subcommand. */

@@ -144,10 +144,42 @@ struct chan {
  * Watchdog
  * ---------------------------------------------------------------------- */
 
+/*
+ * A round trip that never completes (a peer died or is stuck) would hang
+ * parbench: every WATCH_S seconds SIGALRM looks whether round trips are
+ * still completing, and ends parbench when none did in that time. Only
+ * progress counts, not how long a chunk takes: on a busy machine, or with
+ * a big --rounds, a chunk may take minutes and be fine.
+ */
+#define WATCH_S 60
 static const char *volatile watch_what = "";
+static _Atomic unsigned watch_trips; /* round trips so far: written by the parent only */
+static unsigned watch_seen;          /* watch_trips at the last alarm */
+
+/* Count one round trip for the watchdog: a plain load and store (one
+ * writer; the reader is a signal handler in the same thread). */
+static inline void watch_tick(void)
+{
+    atomic_store_explicit(&watch_trips,
+                          atomic_load_explicit(&watch_trips, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static void watch_start(const char *what)
+{
+    watch_what = what;
+    watch_seen = atomic_load_explicit(&watch_trips, memory_order_relaxed);
+    alarm(WATCH_S);
+}
 
 static void on_alarm(int sig)
 {
+    unsigned now = atomic_load_explicit(&watch_trips, memory_order_relaxed);
+    if (now != watch_seen) {
+        watch_seen = now;
+        alarm(WATCH_S);
+        return;
+    }
     static const char msg[] = "parbench: latency: a peer process stopped answering for 60 s: ";
     ssize_t n = write(STDERR_FILENO, msg, sizeof(msg) - 1);
     n = write(STDERR_FILENO, watch_what, strlen(watch_what));
@@ -529,36 +561,42 @@ static int chan_start(struct chan *c, bool pin)
 /* One chunk: `warm` untimed and `rounds` timed round trips. */
 static int chan_chunk(struct chan *c, uint64_t warm, uint64_t rounds)
 {
-    uint64_t cmd[2] = {warm + rounds, 0};
-    if (write_all(c->ctl[1], cmd, sizeof(cmd)) != 0)
-        return -1;
-    watch_what = mechs[c->m].name;
-    alarm(60);
-    for (uint64_t i = 0; i < warm; i++)
-        if (chan_send(c, 0) != 0 || chan_recv(c, 0) != 0)
-            return -1;
-    /* One clock read per round trip: each sample spans send, receive and
-     * one read of the clock. */
     struct pard_hist *chunk = malloc(sizeof(*chunk));
     if (!chunk)
         return -1;
     pard_hist_init(chunk);
+    uint64_t cmd[2] = {warm + rounds, 0};
+    if (write_all(c->ctl[1], cmd, sizeof(cmd)) != 0) {
+        free(chunk);
+        return -1;
+    }
+    int rc = 0;
+    watch_start(mechs[c->m].name);
+    for (uint64_t i = 0; i < warm && rc == 0; i++) {
+        rc = chan_send(c, 0) != 0 || chan_recv(c, 0) != 0 ? -1 : 0;
+        watch_tick();
+    }
+    /* One clock read per round trip: each sample spans send, receive and
+     * one read of the clock. */
     int64_t prev = pard_now_ns();
-    for (uint64_t i = 0; i < rounds; i++) {
+    for (uint64_t i = 0; i < rounds && rc == 0; i++) {
         if (chan_send(c, 0) != 0 || chan_recv(c, 0) != 0) {
-            free(chunk);
-            return -1;
+            rc = -1;
+            break;
         }
         int64_t now = pard_now_ns();
         pard_hist_record(chunk, (uint64_t)(now - prev));
         prev = now;
+        watch_tick();
     }
     alarm(0);
-    pard_hist_merge(&c->h, chunk);
-    if (c->nchunks < PB_MAX_CHUNKS)
-        c->chunk_p50[c->nchunks++] = (double)pard_hist_percentile(chunk, 50);
+    if (rc == 0) {
+        pard_hist_merge(&c->h, chunk);
+        if (c->nchunks < PB_MAX_CHUNKS)
+            c->chunk_p50[c->nchunks++] = (double)pard_hist_percentile(chunk, 50);
+    }
     free(chunk);
-    return 0;
+    return rc;
 }
 
 /* ----------------------------------------------------------------------
@@ -642,6 +680,7 @@ int pb_latency(const struct pb_opts *o, struct pb_report *r)
     struct sigaction sa, old_sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_alarm;
+    sa.sa_flags = SA_RESTART; /* the watchdog may interrupt a blocked read */
     sigaction(SIGALRM, &sa, &old_sa);
     cpu_set_t old_mask;
     /* Pinned by default: the parent on CPU 0, every child on CPU 1, so that

@@ -8,11 +8,13 @@
  *
  * Method. n contenders (threads, or processes forked for the run) wait for
  * a start flag, then repeat one operation on one shared counter until a
- * stop flag, counting. Every operation adds one to the counter, so the
- * counter must equal the sum of the counts afterwards: the `ok` column
- * checks that each primitive really excluded the others. "ns/op" is the
- * time one contender spends per operation (elapsed / its count, averaged),
- * "Mops/s" the total rate.
+ * stop flag, counting; each does at least MIN_OPS operations, so that a
+ * contender the scheduler left without a CPU for the whole window (a busy
+ * machine, a short --duration) still has a rate. Every operation adds one
+ * to the counter, so the counter must equal the sum of the counts
+ * afterwards: the `ok` column checks that each primitive really excluded
+ * the others. "ns/op" is the time one contender spends per operation
+ * (elapsed / its count, averaged), "Mops/s" the total rate.
  *
  * Primitives: atomic add (lock xadd), compare-and-swap loop, a
  * test-and-test-and-set spinlock with a pause hint, a process-shared
@@ -37,7 +39,8 @@
 
 #include "internal.h"
 
-#define MAXC 256 /* most contenders */
+#define MAXC    256 /* most contenders */
+#define MIN_OPS 100 /* operations every contender does, however late it starts */
 
 enum op { OP_ADD, OP_CAS, OP_SPIN, OP_MUTEX, OP_SEM, OP_PACKED, OP_PADDED, OP_COUNT };
 
@@ -118,7 +121,10 @@ static void *contend(void *arg)
     uint64_t ops = 0;
     int64_t t0 = pard_now_ns();
     _Atomic uint64_t *own = k->op == OP_PACKED ? &sh->packed[k->index] : &sh->padded[k->index].v;
-    while (!atomic_load_explicit(&sh->stop, memory_order_relaxed)) {
+    /* At least MIN_OPS operations, even past the stop flag: on a busy
+     * machine a contender may get no CPU during the whole window, and a
+     * rate needs operations to time. */
+    while (ops < MIN_OPS || !atomic_load_explicit(&sh->stop, memory_order_relaxed)) {
         switch (k->op) {
         case OP_ADD:
             atomic_fetch_add_explicit(&sh->counter, 1, memory_order_relaxed);
@@ -310,7 +316,7 @@ int pb_sync(const struct pb_opts *o, struct pb_report *r)
         ns_list[nn++] = maxn;
 
     int status = 0;
-    double alone[OP_COUNT];
+    double alone[OP_COUNT] = {NAN, NAN, NAN, NAN, NAN, NAN, NAN};
     pb_progress(o, "sync: 5 primitives, 1 to %d threads and processes, %.0f ms each", maxn, ms);
     for (int p = 0; p < 2; p++) {
         bool procs = p == 1;
