@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "client_helpers.h"
 
@@ -546,6 +548,69 @@ Test(pard, delivers_a_million_results_once_while_workers_are_killed_again_and_ag
     cr_log_info("%d workers killed; %llu tasks re-queued, %llu duplicates dropped", ch.kills,
                 (unsigned long long)st.requeued, (unsigned long long)st.dropped);
     free(t.seen);
+    pard_disconnect(c);
+    test_daemon_stop(&d);
+}
+
+/* The limits that are not per connection: all shared memory (--max-shm,
+ * counted over jobs and pard_share blocks) and the largest frame
+ * (--max-frame). Each refusal says which option to raise; the daemon goes
+ * on serving. */
+Test(pard, refuses_past_the_total_shared_memory_and_frame_limits_with_clear_errors, .timeout = 60)
+{
+    struct test_daemon d;
+    char *extra[] = {"--max-shm", "8M", "--max-frame", "1024", NULL};
+    test_daemon_start_args(&d, extra);
+    test_worker_start(&d);
+    test_wait_workers(&d, 1);
+    struct pard_client *c;
+    cr_assert_eq(pard_connect(&c, d.socket), 0, "%s", pard_last_error());
+
+    void *block;
+    uint64_t h1, h2;
+    cr_assert_eq(pard_share(c, 6 << 20, &block, &h1), 0, "%s", pard_last_error());
+    int rc = pard_share(c, 4 << 20, &block, &h2);
+    cr_log_info("second block: %d: %s", rc, pard_last_error());
+    cr_assert_eq(rc, -PARD_ELIMIT, "got %d: %s", rc, pard_last_error());
+    cr_assert_not_null(strstr(pard_last_error(), "--max-shm"), "%s", pard_last_error());
+
+    /* A job of the default geometry (~20 MiB) does not fit in 8 MiB. */
+    struct tally t = {0};
+    tally_init(&t, 10, true);
+    rc = pard_map(c, "square", next_number, check_square, &t, NULL, NULL);
+    cr_log_info("map: %d: %s", rc, pard_last_error());
+    cr_assert_eq(rc, -PARD_ELIMIT, "got %d: %s", rc, pard_last_error());
+    cr_assert_not_null(strstr(pard_last_error(), "--max-shm"), "%s", pard_last_error());
+    free(t.seen);
+
+    /* A frame over --max-frame, on a raw connection: an error naming the
+     * option, then the connection closes. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    cr_assert_lt(strlen(d.socket), sizeof(sa.sun_path));
+    memcpy(sa.sun_path, d.socket, strlen(d.socket) + 1);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    static uint8_t frame[4 + 2048];
+    pard_frame_put_header(frame, 2048);
+    /* The daemon may close while the body is still on its way: only the
+     * reply matters. */
+    (void)pard_sock_send(fd, frame, sizeof(frame), -1);
+    struct pard_msg *m = malloc(sizeof(*m));
+    struct pard_frame_reader r;
+    pard_frame_reader_init(&r, PARD_FRAME_MAX_CLIENT);
+    cr_assert_eq(pard_sock_recv_msg(fd, &r, m, 5000, NULL), 0);
+    cr_log_info("oversized frame: %s", m->error.message);
+    cr_assert_eq(m->type, PARD_MSG_ERROR);
+    cr_assert_eq(m->error.code, -PARD_ETOOBIG);
+    cr_assert_not_null(strstr(m->error.message, "--max-frame"), "%s", m->error.message);
+    pard_frame_reader_destroy(&r);
+    free(m);
+    close(fd);
+
+    /* Still serving. */
+    struct pard_msg_stats_reply st;
+    test_get_stats(d.socket, &st);
+    cr_assert_eq(st.pid, (uint32_t)d.pid);
     pard_disconnect(c);
     test_daemon_stop(&d);
 }
