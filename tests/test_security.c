@@ -9,6 +9,8 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -301,4 +303,92 @@ Test(security, spawns_workers_without_a_shell_unless_asked, .timeout = 90)
         unlink(log);
         rmdir(d.dir);
     }
+}
+
+/* ======================================================================
+ * Another user
+ * ====================================================================== */
+
+/* Run a shell-free command; its exit status, or -1. */
+static int run_cmd(char *const argv[])
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null >= 0)
+            dup2(null, STDOUT_FILENO);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* A user made for the test (useradd), a real libpard client running as
+ * that user, and a socket that lets it in (0666 in a 0755 directory), so
+ * that only pard's SO_PEERCRED check stands in the way. */
+Test(security, refuses_a_client_of_a_user_created_for_the_test, .timeout = 60)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root to create a user");
+    if (access("/usr/sbin/useradd", X_OK) != 0 || access("/usr/sbin/userdel", X_OK) != 0)
+        cr_skip_test("useradd/userdel are missing (Debian: passwd); "
+                     "daemon/refuses_a_client_of_another_uid still checks uid 65534");
+    char name[32];
+    snprintf(name, sizeof(name), "pardt%d", (int)getpid());
+    char *add[] = {"/usr/sbin/useradd",
+                   "--system",
+                   "--no-create-home",
+                   "--shell",
+                   "/usr/sbin/nologin",
+                   name,
+                   NULL};
+    cr_assert_eq(run_cmd(add), 0, "useradd %s failed", name);
+    struct passwd *pw = getpwnam(name);
+    uid_t uid = pw ? pw->pw_uid : 0;
+    gid_t gid = pw ? pw->pw_gid : 0;
+
+    struct test_daemon d;
+    test_daemon_start(&d);
+    chmod(d.dir, 0755);
+    chmod(d.socket, 0666);
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        struct {
+            int rc;
+            char msg[400];
+        } out = {.rc = 1};
+        if (uid != 0 && setgroups(0, NULL) == 0 && setgid(gid) == 0 && setuid(uid) == 0) {
+            struct pard_client *c = NULL;
+            out.rc = pard_connect_control(&c, d.socket);
+            snprintf(out.msg, sizeof(out.msg), "%s", pard_last_error());
+            if (out.rc == 0)
+                pard_disconnect(c);
+        }
+        (void)!write(p[1], &out, sizeof(out));
+        _exit(0);
+    }
+    close(p[1]);
+    struct {
+        int rc;
+        char msg[400];
+    } got = {.rc = 999};
+    ssize_t n = read(p[0], &got, sizeof(got));
+    close(p[0]);
+    waitpid(pid, NULL, 0);
+    char *del[] = {"/usr/sbin/userdel", name, NULL};
+    int del_rc = run_cmd(del);
+    test_daemon_stop(&d);
+    cr_log_info("user %s (uid %u): pard_connect_control returned %d: %s", name, (unsigned)uid,
+                got.rc, got.msg);
+    cr_assert_neq(uid, 0, "getpwnam(%s) found no user", name);
+    cr_assert_eq(n, (ssize_t)sizeof(got), "the client as %s did not report", name);
+    cr_assert_eq(got.rc, -PARD_EDENIED, "the client as another user got %d: %s", got.rc, got.msg);
+    cr_assert_neq(got.msg[0], '\0', "no message for the refused user");
+    cr_assert_eq(del_rc, 0, "userdel %s failed", name);
 }
