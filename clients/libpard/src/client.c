@@ -137,6 +137,10 @@ int pard__connect(struct pard_client **out, const char *socket_path, enum pard_r
     rc = pard__send(c, m, -1);
     if (rc == 0)
         rc = pard__recv(c, 5000, NULL);
+    else if (pard__recv(c, 1000, NULL) == 0)
+        /* The daemon refused us as we connected (another uid, a limit)
+         * and closed before our hello went out: its reason is waiting. */
+        rc = 0;
     if (rc == 0 && m->type == PARD_MSG_ERROR) {
         rc = pard__set_error(c, m->error.code < 0 ? m->error.code : -PARD_EPROTO,
                              "the pard daemon at %s refused the connection: %s", path,
