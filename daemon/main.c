@@ -358,7 +358,6 @@ void pard__shutdown_finish(struct pard__daemon *d)
     uv_close((uv_handle_t *)&d->sig_int, NULL);
 }
 
-
 /*
  * Whoever started pard may have left descriptors open (a shell's pipes, a
  * test runner's): pard's own are all close-on-exec, and so that workers

@@ -98,20 +98,27 @@ static void unpack_geometry(const uint64_t user[4], struct pard_job_geometry *g)
     g->output_arena = user[3];
 }
 
+/* Lay out lane block b's result ring and output arena (after its ctl). */
+static int lane_lay_out(const struct pard_job *job, uint8_t *b)
+{
+    const uint64_t ctl_bytes = sizeof(struct pard_lane_ctl);
+    struct pard_ring ring;
+    struct pard_arena arena;
+    uint64_t rbytes = lane_ring_bytes(&job->geo);
+    int rc = pard_ring_init(&ring, b + ctl_bytes, rbytes, PARD_RING_SPSC, job->geo.lane_ring,
+                            sizeof(struct pard_result_desc));
+    if (rc == 0)
+        rc = pard_arena_init(&arena, b + ctl_bytes + rbytes, job->lane_stride - ctl_bytes - rbytes,
+                             job->geo.output_arena);
+    return rc;
+}
+
 static int lane_init(const struct pard_job *job, uint32_t i)
 {
     uint8_t *b = job->lanes_base + (uint64_t)i * job->lane_stride;
     struct pard_lane_ctl *ctl = (struct pard_lane_ctl *)b;
     memset(ctl, 0, sizeof(*ctl));
-    struct pard_ring ring;
-    struct pard_arena arena;
-    uint64_t rbytes = lane_ring_bytes(&job->geo);
-    int rc = pard_ring_init(&ring, b + sizeof(*ctl), rbytes, PARD_RING_SPSC, job->geo.lane_ring,
-                            sizeof(struct pard_result_desc));
-    if (rc == 0)
-        rc = pard_arena_init(&arena, b + sizeof(*ctl) + rbytes,
-                             job->lane_stride - sizeof(*ctl) - rbytes, job->geo.output_arena);
-    return rc;
+    return lane_lay_out(job, b);
 }
 
 int pard_job_create(struct pard_job *job, const struct pard_job_geometry *geo)
@@ -229,15 +236,7 @@ int pard_job_lane_reset(const struct pard_job *job, uint32_t index)
      * that read FREE for a moment could be handed out mid-reset. */
     memset((uint8_t *)ctl + offsetof(struct pard_lane_ctl, leased), 0,
            sizeof(*ctl) - offsetof(struct pard_lane_ctl, leased));
-    struct pard_ring ring;
-    struct pard_arena arena;
-    uint64_t rbytes = lane_ring_bytes(&job->geo);
-    int rc = pard_ring_init(&ring, b + sizeof(*ctl), rbytes, PARD_RING_SPSC, job->geo.lane_ring,
-                            sizeof(struct pard_result_desc));
-    if (rc == 0)
-        rc = pard_arena_init(&arena, b + sizeof(*ctl) + rbytes,
-                             job->lane_stride - sizeof(*ctl) - rbytes, job->geo.output_arena);
-    return rc;
+    return lane_lay_out(job, b);
 }
 
 void pard_job_close(struct pard_job *job)
