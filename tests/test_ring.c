@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -689,6 +690,202 @@ Test(ring, mpmc_push_waits_for_a_consumer_still_reading, .timeout = 10)
     atomic_store(slot_seq(&r, 0), 0 + 4);
     cr_expect_eq(pard_ring_mpmc_push(&r, e), 1);
     pop_tags(&r, 4, 1);
+    munmap(mem, len);
+}
+
+/* What a consumer killed between its claim and its release leaves: head
+ * moved past position pos, the slot still says "holds pos". */
+static void claim_and_die(struct pard_ring *r, uint64_t pos)
+{
+    cr_assert_eq(atomic_load(slot_seq(r, pos)), pos + 1, "position %llu holds an element",
+                 (unsigned long long)pos);
+    uint64_t h = pos;
+    cr_assert(atomic_compare_exchange_strong(&r->hdr->head, &h, pos + 1));
+}
+
+Test(ring, mpmc_reclaim_takes_back_a_slot_whose_consumer_died, .timeout = 10)
+{
+    struct pard_ring r;
+    size_t len;
+    void *mem = ring_new(&r, PARD_RING_MPMC, 4, 32, &len);
+    uint8_t e[32], lost[32];
+    cr_expect_eq(pard_ring_mpmc_reclaim(&r, lost), 0, "first lap: nothing to take back");
+    push_tags(&r, 0, 4);
+    claim_and_die(&r, 0);
+    pop_tags(&r, 1, 3);
+    elem_fill(e, 32, 4);
+    cr_expect_eq(pard_ring_mpmc_push(&r, e), 0, "the dead consumer's slot blocks the producer");
+    cr_expect_eq(pard_ring_count(&r), 0, "head passed it: the ring counts it as consumed");
+
+    cr_assert_eq(pard_ring_mpmc_reclaim(&r, lost), 1);
+    uint64_t tag;
+    cr_expect(elem_check(lost, 32, &tag) && tag == 0, "the abandoned element comes back whole");
+    cr_expect_eq(pard_ring_mpmc_reclaim(&r, lost), 0, "taken back once only");
+    /* The producer goes on: the slot takes the next lap, then the rest. */
+    push_tags(&r, 4, 4);
+    cr_expect_eq(pard_ring_mpmc_push(&r, e), 0, "full again");
+    cr_expect_eq(pard_ring_mpmc_reclaim(&r, lost), 0, "full with unclaimed elements: not stuck");
+    pop_tags(&r, 4, 4);
+    cr_expect_eq(pard_ring_count(&r), 0);
+    munmap(mem, len);
+}
+
+Test(ring, mpmc_reclaim_leaves_a_slot_its_consumer_released_in_time, .timeout = 10)
+{
+    struct pard_ring r;
+    size_t len;
+    void *mem = ring_new(&r, PARD_RING_MPMC, 4, 16, &len);
+    uint8_t lost[16];
+    push_tags(&r, 0, 4);
+    claim_and_die(&r, 0);
+    pop_tags(&r, 1, 3);
+    /* Only stalled: it releases before the producer decides. */
+    atomic_store(slot_seq(&r, 0), 0 + 4);
+    cr_expect_eq(pard_ring_mpmc_reclaim(&r, lost), 0);
+    push_tags(&r, 4, 1);
+    pop_tags(&r, 4, 1);
+    munmap(mem, len);
+}
+
+Test(ring, mpmc_reclaim_refuses_impossible_indices, .timeout = 10)
+{
+    struct pard_ring r;
+    size_t len;
+    void *mem = ring_new(&r, PARD_RING_MPMC, 4, 16, &len);
+    uint8_t lost[16];
+    push_tags(&r, 0, 4);
+    pop_tags(&r, 0, 4);
+    /* Tail is 4; its slot says "holds position 0", and head is past tail:
+     * garbage, not a claim. */
+    atomic_store(slot_seq(&r, 4), 0 + 1);
+    atomic_store(&r.hdr->head, 99);
+    cr_expect_eq(pard_ring_mpmc_reclaim(&r, lost), -PARD_ECORRUPT);
+    munmap(mem, len);
+}
+
+/*
+ * Consumers that die holding a claim, and a producer that takes every stuck
+ * slot back at once, even from consumers that are only between their claim
+ * and their release: each element is still popped exactly once and whole.
+ * One consumer thread abandons a claim now and then; the producer re-pushes
+ * whatever it takes back.
+ */
+struct reclaim_run {
+    struct pard_ring *ring;
+    uint64_t items;
+    _Atomic uint8_t *seen;
+    _Atomic uint64_t popped;
+    _Atomic uint64_t abandoned;
+    _Atomic uint64_t reclaimed;
+    _Atomic int failed; /* 1 torn, 2 duplicate, 3 ring error */
+};
+
+struct reclaim_consumer {
+    pthread_t tid;
+    struct reclaim_run *run;
+    bool abandons;
+};
+
+static void *reclaim_consumer_main(void *arg)
+{
+    struct reclaim_consumer *c = arg;
+    struct reclaim_run *run = c->run;
+    struct pard_ring *r = run->ring;
+    uint8_t e[32];
+    uint64_t n = 0;
+    while (atomic_load(&run->popped) < run->items && !atomic_load(&run->failed)) {
+        /* Only in the first half: the producer must still lap every
+         * abandoned slot to find it. */
+        if (c->abandons && ++n % 997 == 0 && atomic_load(&run->abandoned) < 50 &&
+            atomic_load(&run->popped) < run->items / 2) {
+            /* Claim the head position if it holds an element, never release. */
+            uint64_t h = atomic_load(&r->hdr->head);
+            if (atomic_load(slot_seq(r, h)) == h + 1 &&
+                atomic_compare_exchange_strong(&r->hdr->head, &h, h + 1))
+                atomic_fetch_add(&run->abandoned, 1);
+            continue;
+        }
+        int got = pard_ring_mpmc_pop(r, e);
+        if (got < 0) {
+            atomic_store(&run->failed, 3);
+            break;
+        }
+        if (got == 0) {
+            sched_yield();
+            continue;
+        }
+        uint64_t tag;
+        if (!elem_check(e, 32, &tag) || tag >= run->items) {
+            atomic_store(&run->failed, 1);
+            break;
+        }
+        if (atomic_fetch_add(&run->seen[tag], 1) != 0) {
+            atomic_store(&run->failed, 2);
+            break;
+        }
+        atomic_fetch_add(&run->popped, 1);
+    }
+    return NULL;
+}
+
+Test(ring, mpmc_every_element_once_while_a_producer_reclaims_stuck_slots, .timeout = 60)
+{
+    struct pard_ring r;
+    size_t len;
+    void *mem = ring_new(&r, PARD_RING_MPMC, 16, 32, &len);
+    struct reclaim_run run = {.ring = &r, .items = PARD_TEST_STRESS_ITEMS / 10};
+    run.seen = calloc(run.items, 1);
+    cr_assert(run.seen);
+    struct reclaim_consumer cons[3];
+    for (int i = 0; i < 3; i++) {
+        cons[i] = (struct reclaim_consumer){.run = &run, .abandons = i == 0};
+        cr_assert_eq(pthread_create(&cons[i].tid, NULL, reclaim_consumer_main, &cons[i]), 0);
+    }
+    /* Taken-back elements wait here to be pushed again (at most one per
+     * abandoned or stolen claim, so a small stack is plenty). */
+    uint8_t again[64][32];
+    unsigned nagain = 0;
+    uint64_t next = 0;
+    uint8_t e[32];
+    while ((next < run.items || nagain > 0) && !atomic_load(&run.failed)) {
+        bool fresh = nagain == 0;
+        if (fresh)
+            elem_fill(e, 32, next);
+        int rc = pard_ring_mpmc_push(&r, fresh ? e : again[nagain - 1]);
+        cr_assert_geq(rc, 0, "push: %d", rc);
+        if (rc == 1) {
+            if (fresh)
+                next++;
+            else
+                nagain--;
+            continue;
+        }
+        cr_assert_lt(nagain, 64);
+        rc = pard_ring_mpmc_reclaim(&r, again[nagain]);
+        cr_assert_geq(rc, 0, "reclaim: %d", rc);
+        if (rc == 1) {
+            nagain++;
+            atomic_fetch_add(&run.reclaimed, 1);
+        } else {
+            sched_yield();
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        pthread_join(cons[i].tid, NULL);
+    cr_assert_eq(atomic_load(&run.failed), 0, "consumer failure %d (1 torn, 2 twice, 3 error)",
+                 atomic_load(&run.failed));
+    cr_assert_eq(atomic_load(&run.popped), run.items);
+    for (uint64_t i = 0; i < run.items; i++)
+        cr_assert_eq(atomic_load(&run.seen[i]), 1, "element %llu popped %u times",
+                     (unsigned long long)i, (unsigned)atomic_load(&run.seen[i]));
+    /* Every abandoned claim had to be taken back for the producer to pass
+     * it (more were taken from consumers only between claim and release). */
+    cr_assert_geq(atomic_load(&run.reclaimed), atomic_load(&run.abandoned));
+    cr_assert_gt(atomic_load(&run.abandoned), 0, "the test abandoned no claim");
+    cr_log_info("reclaim: %llu elements, %llu claims abandoned, %llu slots taken back",
+                (unsigned long long)run.items, (unsigned long long)atomic_load(&run.abandoned),
+                (unsigned long long)atomic_load(&run.reclaimed));
+    free(run.seen);
     munmap(mem, len);
 }
 

@@ -93,6 +93,16 @@
  *     previous lap's consumer has not released) are "empty"; d > 0 with head
  *     still h, or any other value, is -PARD_ECORRUPT.
  *
+ * A consumer that dies between claiming a position (the CAS on head) and
+ * releasing its slot leaves that slot at seq == p + 1 for good, and every
+ * producer stops there a lap later. pard_ring_mpmc_reclaim lets a producer
+ * that has decided the claimer is gone take the slot back: it copies the
+ * abandoned element out and moves seq from p + 1 to p + capacity with a CAS.
+ * Consumers release with a CAS from the same p + 1, so exactly one of the
+ * two wins; a consumer that was only stalled and loses drops the element it
+ * copied (it may be torn by the producer's next write) instead of returning
+ * it. The element is then the reclaiming producer's to hand out again.
+ *
  * A burst stops at the first slot that is not free/ready, so an in-progress
  * neighbour (claimed but not yet published or released) means "fewer moved",
  * never an error. When nothing moves, the indices are checked as well
@@ -418,6 +428,29 @@ int pard_ring_spsc_pop(struct pard_ring *ring, void *elem)
  * MPMC
  * ====================================================================== */
 
+/* MPMC payloads move a word at a time with relaxed atomic accesses: after
+ * pard_ring_mpmc_reclaim a stalled consumer's copy can overlap the next
+ * producer's write. The consumer then drops what it read, but the overlap
+ * must be a defined read, not a data race. On our targets these are the
+ * same plain moves memcpy would make. (elem_size is a multiple of 8 and
+ * every slot starts 8-aligned.) */
+static inline void payload_load(void *dst, const unsigned char *data, size_t es)
+{
+    for (size_t i = 0; i < es; i += 8) {
+        uint64_t w = __atomic_load_n((const uint64_t *)(const void *)(data + i), __ATOMIC_RELAXED);
+        memcpy((uint8_t *)dst + i, &w, 8);
+    }
+}
+
+static inline void payload_store(unsigned char *data, const void *src, size_t es)
+{
+    for (size_t i = 0; i < es; i += 8) {
+        uint64_t w;
+        memcpy(&w, (const uint8_t *)src + i, 8);
+        __atomic_store_n((uint64_t *)(void *)(data + i), w, __ATOMIC_RELAXED);
+    }
+}
+
 /* Every value the slot of position pos can hold is pos or pos + 1 modulo
  * capacity (see the protocol at the top). */
 static bool seq_plausible(const struct pard_ring *ring, uint64_t seq, uint64_t pos)
@@ -476,7 +509,7 @@ int pard_ring_mpmc_push_burst(struct pard_ring *ring, const void *src, unsigned 
     const size_t es = ring->elem_size;
     for (uint64_t i = 0; i < k; i++) {
         struct slot *slot = slot_at(ring, t + i);
-        memcpy(slot->data, (const uint8_t *)src + i * es, es);
+        payload_store(slot->data, (const uint8_t *)src + i * es, es);
         /* Release: publishes the payload to the consumer's acquire load of
          * seq. */
         atomic_store_explicit(&slot->seq, t + i + 1, memory_order_release);
@@ -532,15 +565,53 @@ int pard_ring_mpmc_pop_burst(struct pard_ring *ring, void *dst, unsigned n)
     }
 
     const size_t es = ring->elem_size;
+    uint64_t kept = 0;
     for (uint64_t i = 0; i < k; i++) {
         struct slot *slot = slot_at(ring, h + i);
-        memcpy((uint8_t *)dst + i * es, slot->data, es);
+        payload_load((uint8_t *)dst + kept * es, slot->data, es);
         /* Release: our read of the payload is done before a producer, after
-         * its acquire load of seq, reuses the slot for the next lap. */
-        atomic_store_explicit(&slot->seq, h + i + (uint64_t)cap, memory_order_release);
+         * its acquire load of seq, reuses the slot for the next lap. A CAS,
+         * not a store: if we were stalled long enough for a producer to take
+         * the slot back (pard_ring_mpmc_reclaim), the element is no longer
+         * ours and what we copied may be half overwritten: drop it. */
+        uint64_t expect = h + i + 1;
+        if (atomic_compare_exchange_strong_explicit(&slot->seq, &expect, h + i + (uint64_t)cap,
+                                                    memory_order_release, memory_order_relaxed))
+            kept++;
     }
     pard_event_notify(&hdr->not_full);
-    return (int)k;
+    return (int)kept;
+}
+
+int pard_ring_mpmc_reclaim(struct pard_ring *ring, void *lost)
+{
+    struct pard_ring_header *hdr = ring->hdr;
+    const uint64_t cap = ring->capacity;
+    uint64_t t = atomic_load_explicit(&hdr->tail, memory_order_acquire);
+    if (t < cap)
+        return 0;                 /* first lap: every slot was free from the start */
+    const uint64_t pos = t - cap; /* the previous lap's position */
+    struct slot *slot = slot_at(ring, t);
+    /* Acquire pairs with the publishing store of seq = pos + 1: the payload
+     * we copy below is the element that was pushed. */
+    uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+    if (seq != pos + 1)
+        return 0; /* free, or a producer of pos is still writing */
+    /* Head never moves back: once past pos, pos was claimed by a consumer.
+     * Before that the ring is simply full. */
+    uint64_t h = atomic_load_explicit(&hdr->head, memory_order_acquire);
+    if ((int64_t)(h - pos) <= 0)
+        return 0;
+    if (snapshot_used(hdr, cap) < 0)
+        return -PARD_ECORRUPT;
+    payload_load(lost, slot->data, ring->elem_size);
+    /* The consumer's late release and this CAS expect the same value: one of
+     * them wins. Winning, the slot is free for position t. */
+    uint64_t expect = pos + 1;
+    if (!atomic_compare_exchange_strong_explicit(&slot->seq, &expect, t, memory_order_acq_rel,
+                                                 memory_order_relaxed))
+        return 0; /* released meanwhile: the consumer had it after all */
+    return 1;
 }
 
 int pard_ring_mpmc_push(struct pard_ring *ring, const void *elem)

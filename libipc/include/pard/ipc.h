@@ -429,6 +429,21 @@ int pard_ring_mpmc_push(struct pard_ring *ring, const void *elem);
 int pard_ring_mpmc_pop(struct pard_ring *ring, void *elem);
 
 /*
+ * pard_ring_mpmc_reclaim - for a producer stopped at a slot that a consumer
+ * claimed (head moved past it) and never released, because that consumer
+ * died in between: take the slot back. Copies the abandoned element into
+ * `lost` (elem_size bytes) and returns 1; the next push can use the slot.
+ * Returns 0 when the slot at tail is not in that state (free, full with an
+ * unclaimed element, or released meanwhile), -PARD_ECORRUPT when the
+ * indices are impossible. Safe against a consumer that was only stalled:
+ * its release then fails and its pop drops the element, which is now the
+ * caller's to push again. Deciding that the claimer is gone (how long to
+ * wait) is the caller's policy; reclaiming too early costs a re-delivery,
+ * never a loss or a duplicate pop.
+ */
+int pard_ring_mpmc_reclaim(struct pard_ring *ring, void *lost);
+
+/*
  * pard_ring_count - elements in the ring right now (a snapshot; exact only
  * when nobody is pushing or popping), or -PARD_ECORRUPT.
  */
