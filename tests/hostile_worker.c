@@ -26,6 +26,10 @@
  *   tail      its lane's result ring tail only, to a plausible value ahead
  *             of head (the submitter never reads it; it must not be woken
  *             by it either)
+ *   claim     no scribble: it claims the next task-ring position (the CAS
+ *             on head that starts a pop) and kills itself with SIGKILL
+ *             before it copies the descriptor or releases the slot, as a
+ *             worker killed at that instant would
  *
  * After the scribble it lingers in the job (holding its lane, doing
  * nothing) until the job ends or the daemon detaches it, then serves on;
@@ -35,6 +39,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +47,20 @@
 
 #include "internal.h"
 
-enum mode { M_NONE, M_RING, M_DESC, M_RECORD, M_LEASE, M_TASKS, M_COUNTERS, M_STATE, M_TAIL };
+enum mode {
+    M_NONE,
+    M_RING,
+    M_DESC,
+    M_RECORD,
+    M_LEASE,
+    M_TASKS,
+    M_COUNTERS,
+    M_STATE,
+    M_TAIL,
+    M_CLAIM
+};
 static const char *const mode_names[] = {"none",  "ring",     "desc",  "record", "lease",
-                                         "tasks", "counters", "state", "tail"};
+                                         "tasks", "counters", "state", "tail",   "claim"};
 
 struct hostile {
     struct pard_client *c;
@@ -132,6 +148,7 @@ static void scribble(struct hostile *h, const struct pard_task_desc *d)
     struct pard_lane_ctl *ctl = h->lane.ctl;
     switch (h->mode) {
     case M_NONE:
+    case M_CLAIM: /* serve() claims and dies instead */
         return;
     case M_RING: /* head past tail, far apart */
         atomic_store(&h->lane.results.hdr->head, 0x5c5c5c5c5c5cull);
@@ -203,11 +220,37 @@ static void scribble(struct hostile *h, const struct pard_task_desc *d)
         _exit(0);
 }
 
+/* Claim the task-ring position at head, if it holds a descriptor, then
+ * die without releasing its slot. Returns only when there was nothing to
+ * claim. */
+static void claim_and_die(struct hostile *h)
+{
+    struct pard_ring *r = &h->job.tasks;
+    uint64_t head = atomic_load(&r->hdr->head);
+    _Atomic uint64_t *seq = (_Atomic uint64_t *)(void *)(r->slots + (head & r->mask) * r->stride);
+    if (atomic_load(seq) != head + 1 ||
+        !atomic_compare_exchange_strong(&r->hdr->head, &head, head + 1))
+        return;
+    fprintf(stderr, "hostile: claimed task-ring position %" PRIu64 "; dying without releasing it\n",
+            head);
+    if (h->mark) {
+        FILE *f = fopen(h->mark, "w");
+        if (f)
+            fclose(f);
+    }
+    raise(SIGKILL);
+}
+
 /* Serve an attached job until it ends or our lane is taken away. */
 static void serve(struct hostile *h)
 {
     bool lingering = false;
     while (serving(h)) {
+        if (h->mode == M_CLAIM) {
+            claim_and_die(h);
+            usleep(100);
+            continue;
+        }
         struct pard_task_desc d;
         int n = lingering ? 0 : pard_ring_mpmc_pop(&h->job.tasks, &d);
         if (n < 0)

@@ -187,8 +187,10 @@ struct scene {
 #define AFTER_TASKS   1000u
 
 /* Start pard, the example worker and a hostile worker in `mode`; start the
- * other submitter's map, then the hostile job's. */
-static void scene_start(struct scene *s, const char *mode, bool exit_after, uint32_t timeout_ms)
+ * other submitter's map, then the hostile job's: `tasks` tasks in batches
+ * of `batch`. */
+static void scene_start_with(struct scene *s, const char *mode, bool exit_after,
+                             uint32_t timeout_ms, uint64_t tasks, uint32_t batch)
 {
     memset(s, 0, sizeof(*s));
     test_daemon_start(&s->d);
@@ -201,9 +203,14 @@ static void scene_start(struct scene *s, const char *mode, bool exit_after, uint
     s->other.opts.batch = 1; /* results flow back while inputs go in */
     s->other.gate = &s->job.done;
     run_start(&s->other, s->d.socket, "square", OTHER_TASKS);
-    s->job.opts.batch = 4;
+    s->job.opts.batch = batch;
     s->job.opts.timeout_ms = timeout_ms;
-    run_start(&s->job, s->d.socket, "hostile", HOSTILE_TASKS);
+    run_start(&s->job, s->d.socket, "hostile", tasks);
+}
+
+static void scene_start(struct scene *s, const char *mode, bool exit_after, uint32_t timeout_ms)
+{
+    scene_start_with(s, mode, exit_after, timeout_ms, HOSTILE_TASKS, 4);
 }
 
 /* Whatever happened to the hostile job: the other submitter's map
@@ -332,6 +339,31 @@ Test(hostile, a_garbage_lease_left_by_a_dead_worker_is_ignored_and_the_job_compl
     run_check_complete(&s.job, "the hostile job");
     cr_log_info("hostile job: %" PRIu64 " tasks re-queued", s.job.stats.requeued);
     cr_assert_geq(s.job.stats.requeued, 1, "the lost batch was not re-queued");
+    scene_finish(&s);
+}
+
+/* A worker killed between claiming a task-ring position and releasing its
+ * slot: the slot stays "being read" for good, and the submitter, the
+ * ring's only producer, meets it a lap later (the map has 5,000 unbatched
+ * tasks; the ring holds 1,024). It must take the slot back, re-queue the
+ * descriptor it held, and finish on a good worker. (It waited there
+ * forever, never again reclaiming lanes or re-queueing anything.) */
+Test(hostile, a_worker_killed_holding_a_task_ring_slot_does_not_stall_the_job, .timeout = 90)
+{
+    struct scene s;
+    scene_start_with(&s, "claim", false, 0, 5000, 1);
+    int status = wait_end(s.hostile, "the hostile worker");
+    forget_worker(&s.d, s.hostile);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+              "the hostile worker did not die holding its claim (status %#x)", status);
+    hostile_start(&s.d, "none", false); /* a good worker for the function */
+    run_join(&s.job);
+    run_check_complete(&s.job, "the hostile job");
+    cr_log_info("hostile job: %" PRIu64 " task-ring slots taken back, %" PRIu64
+                " tasks re-queued, %" PRIu64 " duplicates dropped",
+                s.job.stats.reclaimed, s.job.stats.requeued, s.job.stats.dropped);
+    cr_assert_geq(s.job.stats.reclaimed, 1, "the stuck slot was not taken back");
+    cr_assert_geq(s.job.stats.requeued, 1, "the abandoned descriptor was not re-queued");
     scene_finish(&s);
 }
 

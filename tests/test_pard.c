@@ -545,8 +545,10 @@ Test(pard, delivers_a_million_results_once_while_workers_are_killed_again_and_ag
     cr_assert_eq(t.out_of_order, 0);
     cr_assert_eq(t.errors, 0, "a task failed: %s", t.last_message);
     assert_each_once(&t);
-    cr_log_info("%d workers killed; %llu tasks re-queued, %llu duplicates dropped", ch.kills,
-                (unsigned long long)st.requeued, (unsigned long long)st.dropped);
+    cr_log_info("%d workers killed; %llu tasks re-queued, %llu duplicates dropped, %llu "
+                "task-ring slots taken back from workers killed inside a pop",
+                ch.kills, (unsigned long long)st.requeued, (unsigned long long)st.dropped,
+                (unsigned long long)st.reclaimed);
     free(t.seen);
     pard_disconnect(c);
     test_daemon_stop(&d);

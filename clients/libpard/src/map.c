@@ -331,12 +331,46 @@ static int tasks_corrupt(struct map *m)
                     "one cannot be told); the job is stopped to protect its results");
 }
 
-static int push_desc(struct map *m, const struct pard_task_desc *d)
+static void requeue_range(struct map *m, uint64_t from, uint64_t to, const bool *want);
+
+/* A descriptor taken back from a slot whose claimer died: its tasks that
+ * are still pending go back in the queue (duplicates would be dropped). Its
+ * fields are only read to pick the range; the runs re-queued come from our
+ * own batch records. */
+static int requeue_abandoned(struct map *m, const struct pard_task_desc *d)
 {
-    /* We are the only producer, and callers checked for room: a failure
-     * here is a consumer caught between claiming and freeing a slot. */
+    uint64_t from = d->first < m->low ? m->low : d->first;
+    uint64_t to = d->count > m->W ? from : d->first + d->count;
+    if (to > m->next)
+        to = m->next;
+    if (from >= to)
+        return 0;
+    bool *want = malloc(to - from);
+    if (!want)
+        return fail_job(m, -ENOMEM, "out of memory re-queueing tasks");
+    memset(want, 1, to - from);
+    uint64_t before = m->stats.requeued;
+    requeue_range(m, from, to, want);
+    if (m->stats.requeued != before)
+        m->stats.last_requeue_ns = pard_now_ns();
+    free(want);
+    return m->error;
+}
+
+/*
+ * Push one descriptor (taken by value: re-queueing below may move the array
+ * it came from). We are the only producer, and callers checked for room, so
+ * a wait here is a consumer between claiming a slot and freeing it. A
+ * worker killed in that window leaves the slot claimed for good: after a
+ * whole slice with the slot still stuck, take it back and re-queue what it
+ * held. A worker that was only descheduled for that long loses the race in
+ * pard_ring_mpmc_reclaim and drops the descriptor, so either way its tasks
+ * run, and a second result would be dropped.
+ */
+static int push_desc(struct map *m, struct pard_task_desc d)
+{
     for (;;) {
-        int n = pard_ring_push_wait(&m->job.tasks, d, 1, PARD_WAIT_ADAPTIVE,
+        int n = pard_ring_push_wait(&m->job.tasks, &d, 1, PARD_WAIT_ADAPTIVE,
                                     pard_now_ns() + PARD__SLICE_NS);
         if (n == 1)
             return 0;
@@ -346,11 +380,19 @@ static int push_desc(struct map *m, const struct pard_task_desc *d)
             return fail_job(m, n, "the task ring is corrupted: %s", pard_strerror(n));
         if (pard__daemon_alive(m->c) != 0)
             return fail_job(m, -PARD_EDAEMON, "%s", pard_last_error());
-        /* A worker killed between claiming a slot and freeing it blocks
-         * that slot for good; do not wait past a cancel or the job's end. */
         if (pard__cancelled(m->c) ||
             atomic_load_explicit(&m->job.ctl->state, memory_order_acquire) != PARD_JOB_RUNNING)
             return fail_job(m, -PARD_ECANCELED, "cancelled while the task ring was full");
+        struct pard_task_desc lost;
+        int got = pard_ring_mpmc_reclaim(&m->job.tasks, &lost);
+        if (got < 0)
+            return tasks_corrupt(m);
+        if (got == 1) {
+            m->stats.reclaimed++;
+            int rc = requeue_abandoned(m, &lost);
+            if (rc != 0)
+                return rc;
+        }
     }
 }
 
@@ -373,7 +415,7 @@ static int push_pending(struct map *m)
         if (n < 0)
             return fail_job(m, n, "the task ring is corrupted: %s", pard_strerror(n));
         if (n == 0) { /* a slot still being freed: wait for it */
-            int rc = push_desc(m, &m->pending[done]);
+            int rc = push_desc(m, m->pending[done]);
             if (rc != 0)
                 return rc;
             n = 1;
@@ -459,7 +501,7 @@ static int feed(struct map *m)
 {
     int moved = 0;
     while (m->nrequeue > 0 && ring_room(m) > 1) {
-        int rc = push_desc(m, &m->requeue[0]);
+        int rc = push_desc(m, m->requeue[0]);
         if (rc != 0)
             return rc;
         memmove(m->requeue, m->requeue + 1, (m->nrequeue - 1) * sizeof(*m->requeue));

@@ -273,6 +273,8 @@ struct pard_map_stats {
     int64_t elapsed_ns;
     int64_t last_requeue_ns; /* pard_now_ns() when tasks of a dead worker were
                                 last re-queued; 0 = never */
+    uint64_t reclaimed;      /* task-ring slots taken back from workers that
+                                died holding one (their batch re-queued) */
 };
 
 /*
