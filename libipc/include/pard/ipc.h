@@ -419,9 +419,12 @@ int pard_ring_spsc_peek(const struct pard_ring *ring);
  * push_burst pushes up to n elements (all-or-some: the first k of src)
  * and returns k; pop_burst pops up to n and returns k. Elements pushed by
  * one producer are popped in the order it pushed them (FIFO per producer;
- * with several consumers, each consumer sees them in that order too).
- * Returns -PARD_ECORRUPT when a slot sequence or the indices are
- * impossible.
+ * with several consumers, each consumer sees them in that order too; an
+ * element taken back with pard_ring_mpmc_reclaim and pushed again is a new
+ * push). pop_burst can return fewer elements than it claimed, even 0 with
+ * the ring not empty, when a producer took a claimed slot back from under
+ * it (see reclaim). Returns -PARD_ECORRUPT when a slot sequence or the
+ * indices are impossible.
  */
 int pard_ring_mpmc_push_burst(struct pard_ring *ring, const void *src, unsigned n);
 int pard_ring_mpmc_pop_burst(struct pard_ring *ring, void *dst, unsigned n);
@@ -434,7 +437,8 @@ int pard_ring_mpmc_pop(struct pard_ring *ring, void *elem);
  * died in between: take the slot back. Copies the abandoned element into
  * `lost` (elem_size bytes) and returns 1; the next push can use the slot.
  * Returns 0 when the slot at tail is not in that state (free, full with an
- * unclaimed element, or released meanwhile), -PARD_ECORRUPT when the
+ * unclaimed element, or released meanwhile; `lost` may have been written
+ * and means nothing then), -PARD_ECORRUPT when the
  * indices are impossible. Safe against a consumer that was only stalled:
  * its release then fails and its pop drops the element, which is now the
  * caller's to push again. Deciding that the claimer is gone (how long to
