@@ -46,7 +46,7 @@
 #include "pard/proto.h"
 
 #ifndef PARD_DAEMON_VERSION
-#define PARD_DAEMON_VERSION "0.1.0"
+#define PARD_DAEMON_VERSION "0.2.0"
 #endif
 #define PARD__VERSION_STRING "pard " PARD_DAEMON_VERSION
 

@@ -132,7 +132,7 @@ while read -r f; do
 done <"$tmp/manifest"
 readelf -d "$prefix/$libdir/libpard.so" | grep -q "SONAME.*\[$soname\]" ||
     fail "libpard.so has no SONAME $soname"
-# Exported symbols, without their version (pard_map@@PARD_0.1).
+# Exported symbols, without their version (pard_map@@PARD_0.2).
 nm -D --defined-only "$prefix/$libdir/libpard.so" | awk '$2 != "A" {sub(/@.*/, "", $3); print $3}' \
     >"$tmp/symbols"
 grep -qx pard_map "$tmp/symbols" || fail "libpard.so does not export pard_map"

@@ -406,7 +406,7 @@ Test(daemon, welcomes_a_client_that_says_hello)
     conn_hello(&c, d, PARD_ROLE_CONTROL);
     cr_assert_eq(c.m->welcome.daemon_pid, (uint32_t)d->pid);
     cr_assert(c.m->welcome.client_id >= 1);
-    cr_assert_str_eq(c.m->welcome.version_string, "pard 0.1.0");
+    cr_assert_str_eq(c.m->welcome.version_string, "pard 0.2.0");
     cr_assert_eq(pard_msg_check_version(c.m), 0);
     conn_close(&c);
     daemon_term_ok(d);
@@ -607,7 +607,7 @@ Test(daemon, prints_its_version_and_a_usage_that_names_every_option)
     char line[128] = {0};
     cr_assert(fgets(line, sizeof(line), p) != NULL);
     cr_assert_eq(pclose(p), 0);
-    cr_assert_str_eq(line, "pard 0.1.0\n");
+    cr_assert_str_eq(line, "pard 0.2.0\n");
 
     p = popen(PARD_BIN " --help", "r");
     cr_assert(p != NULL);
@@ -1012,7 +1012,7 @@ Test(daemon, reports_sane_stats_workers_and_jobs)
     conn_hello(&ctl, d, PARD_ROLE_CONTROL);
     struct pard_msg_stats_reply st = get_stats(&ctl);
     cr_assert_eq(st.pid, (uint32_t)d->pid);
-    cr_assert_str_eq(st.version_string, "pard 0.1.0");
+    cr_assert_str_eq(st.version_string, "pard 0.2.0");
     cr_assert_eq(st.workers, 0);
     cr_assert_eq(st.jobs, 0);
     cr_assert_eq(st.shm_bytes, 0);

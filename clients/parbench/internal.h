@@ -30,7 +30,7 @@
 #include "pard/ipc.h"
 #include "pard/pard.h"
 
-#define PB_VERSION "0.1.0"
+#define PB_VERSION "0.2.0"
 
 /* ======================================================================
  * Options (main.c)

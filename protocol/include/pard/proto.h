@@ -151,7 +151,7 @@ struct pard_msg_hello {
 struct pard_msg_welcome {
     uint32_t daemon_pid;                    /* required */
     uint64_t client_id;                     /* required: the daemon's id for this connection */
-    char version_string[PARD_TEXT_MAX + 1]; /* required: e.g. "pard 0.1.0" */
+    char version_string[PARD_TEXT_MAX + 1]; /* required: e.g. "pard 0.2.0" */
 };
 
 /* error — either way. */

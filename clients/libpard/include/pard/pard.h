@@ -51,7 +51,7 @@
 extern "C" {
 #endif
 
-#define PARD_VERSION_STRING "0.1.0"
+#define PARD_VERSION_STRING "0.2.0"
 
 /* ======================================================================
  * Connections
