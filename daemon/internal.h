@@ -303,6 +303,10 @@ void pard__jobs_check(struct pard__daemon *d, int64_t now);
 void pard__jobs_shutdown(struct pard__daemon *d);
 /* pard__jobs_free_all - free what is left (after every session closed). */
 void pard__jobs_free_all(struct pard__daemon *d);
+/* Give back the spare job region, if any (a limit needs the room). */
+void pard__jobs_drop_spare(struct pard__daemon *d);
+/* Drop the spare region once it has gone unused for a while. */
+void pard__jobs_trim(struct pard__daemon *d, int64_t now);
 
 /* pard__job_lane_ctl - lane i's control block in our mapping. */
 struct pard_lane_ctl *pard__job_lane_ctl(const struct pard__job *j, uint32_t i);
@@ -449,6 +453,13 @@ struct pard__daemon {
     uint32_t njobs;
     uint64_t next_job_id;
     uint64_t shm_bytes; /* sum of live regions */
+    /* The region of the last finished job, kept for the next job of the
+     * same geometry: creating one (posix_fallocate of ~13 MB by default)
+     * and freeing it cost a map ~8 ms. Not in shm_bytes; dropped when a
+     * limit needs the room, after SPARE_IDLE_NS unused, and at shutdown. */
+    struct pard_job spare;
+    bool has_spare;
+    int64_t spare_since_ns;
 
     /* share.c */
     struct pard__list shares;

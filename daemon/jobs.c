@@ -151,6 +151,42 @@ static void ring_all(struct pard__job *j)
  * Freeing
  * ====================================================================== */
 
+#define SPARE_IDLE_NS (10 * 1000000000LL)
+
+void pard__jobs_drop_spare(struct pard__daemon *d)
+{
+    if (!d->has_spare)
+        return;
+    pard__log_debug("spare job region given back (%s)", pard__fmt_bytes(d->spare.region.size, 0));
+    pard_job_close(&d->spare);
+    d->has_spare = false;
+}
+
+void pard__jobs_trim(struct pard__daemon *d, int64_t now)
+{
+    if (d->has_spare && now - d->spare_since_ns > SPARE_IDLE_NS)
+        pard__jobs_drop_spare(d);
+}
+
+/*
+ * A freed job's region becomes the spare, unless pard is stopping. Safe to
+ * use again: a live job ends only through its submitter (its job_end frame,
+ * sent once it is done with the memory, or its death), and it is freed
+ * only when every worker has detached (they unmap first) or died.
+ */
+static void keep_or_close_region(struct pard__daemon *d, struct pard__job *j)
+{
+    if (d->stopping) {
+        pard_job_close(&j->shm);
+        return;
+    }
+    pard__jobs_drop_spare(d); /* the newest is the likeliest to fit the next */
+    d->spare = j->shm;
+    d->has_spare = true;
+    d->spare_since_ns = pard_now_ns();
+    memset(&j->shm, 0, sizeof(j->shm));
+}
+
 static void job_unlink_free(struct pard__job *j)
 {
     struct pard__daemon *d = j->d;
@@ -160,7 +196,7 @@ static void job_unlink_free(struct pard__job *j)
         d->done_finished += atomic_load_explicit(&j->shm.ctl->delivered, memory_order_relaxed);
         d->requeued_finished += atomic_load_explicit(&j->shm.ctl->requeued, memory_order_relaxed);
         d->shm_bytes -= j->shm_bytes;
-        pard_job_close(&j->shm);
+        keep_or_close_region(d, j);
     }
     pard__share_put(j->share);
     free(j->owner);
@@ -479,7 +515,11 @@ static bool job_activate(struct pard__job *j)
     struct pard__daemon *d = j->d;
     struct pard__session *s = j->submitter;
     uint64_t size = pard_job_region_size(&j->geo);
+    bool reuse = d->has_spare && memcmp(&d->spare.geo, &j->geo, sizeof(j->geo)) == 0;
+    if (!reuse)
+        pard__jobs_drop_spare(d); /* its room counts for the new one */
     if (d->shm_bytes + d->share_bytes + size > d->cfg.max_shm) {
+        pard__jobs_drop_spare(d);
         pard__session_send_error(s, -PARD_ELIMIT, 0,
                                  "job for %s needs %s of shared memory, but jobs already hold %s "
                                  "of the %s allowed (--max-shm); wait for jobs to finish, or ask "
@@ -490,9 +530,23 @@ static bool job_activate(struct pard__job *j)
         job_end(j, "over the shared memory limit");
         return false;
     }
+    if (reuse) {
+        j->owner = calloc(j->geo.lanes ? j->geo.lanes : 1, sizeof(*j->owner));
+        j->shm = d->spare;
+        d->has_spare = false;
+        int rc = j->owner ? pard_job_reuse(&j->shm) : -ENOMEM;
+        if (rc != 0) {
+            pard__log_warn("cannot reuse a job region for job %llu (%s); creating one",
+                           (unsigned long long)j->id, pard_strerror(rc));
+            pard_job_close(&j->shm);
+            free(j->owner);
+            j->owner = NULL;
+            reuse = false;
+        }
+    }
     /* An over-full /dev/shm makes first touches SIGBUS: check the room. */
     struct statvfs vfs;
-    if (statvfs("/dev/shm", &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < size) {
+    if (!reuse && statvfs("/dev/shm", &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < size) {
         pard__session_send_error(s, -PARD_ELIMIT, 0,
                                  "job for %s needs %s of shared memory, but /dev/shm has only %s "
                                  "free; free some, or ask for smaller arenas or fewer lanes",
@@ -501,8 +555,11 @@ static bool job_activate(struct pard__job *j)
         job_end(j, "/dev/shm is full");
         return false;
     }
-    j->owner = calloc(j->geo.lanes ? j->geo.lanes : 1, sizeof(*j->owner));
-    int rc = j->owner ? pard_job_create(&j->shm, &j->geo) : -ENOMEM;
+    int rc = 0;
+    if (!reuse) {
+        j->owner = calloc(j->geo.lanes ? j->geo.lanes : 1, sizeof(*j->owner));
+        rc = j->owner ? pard_job_create(&j->shm, &j->geo) : -ENOMEM;
+    }
     if (rc != 0) {
         pard__log_error("cannot create the shared memory of job %llu (%s, %s): %s",
                         (unsigned long long)j->id, j->function, pard__fmt_bytes(size, 0),
@@ -529,9 +586,9 @@ static bool job_activate(struct pard__job *j)
     char limit[48] = "";
     if (j->timeout_ms)
         snprintf(limit, sizeof(limit), ", task time limit %u ms", j->timeout_ms);
-    pard__log_info("job %llu (%s) submitted by %s: %u lanes, %s of shared memory%s",
+    pard__log_info("job %llu (%s) submitted by %s: %u lanes, %s of shared memory%s%s",
                    (unsigned long long)j->id, j->function, pard__session_desc(s), j->geo.lanes,
-                   pard__fmt_bytes(j->shm_bytes, 0), limit);
+                   pard__fmt_bytes(j->shm_bytes, 0), reuse ? " (reused)" : "", limit);
     return true;
 }
 
@@ -815,4 +872,5 @@ void pard__jobs_free_all(struct pard__daemon *d)
                 j->owner[i]->job = NULL;
         job_unlink_free(j);
     }
+    pard__jobs_drop_spare(d);
 }

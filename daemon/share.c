@@ -76,6 +76,9 @@ void pard__share_msg(struct pard__session *s, const struct pard_msg_share *m, in
                                  PARD__MAX_SHARES);
         return;
     }
+    if (d->has_spare &&
+        d->shm_bytes + d->share_bytes + size + d->spare.region.size > d->cfg.max_shm)
+        pard__jobs_drop_spare(d); /* a limit needs its room */
     if (d->shm_bytes + d->share_bytes + size > d->cfg.max_shm) {
         pard__session_send_error(s, -PARD_ELIMIT, 0,
                                  "a shared block of %s would take this pard over its shared "

@@ -12,8 +12,8 @@
  *
  *   stats timer (every second, unreferenced so it never keeps the loop
  *     alive on its own): samples the delivered-task counter for the
- *     tasks/s rate, and closes connections whose hello or drain deadline
- *     passed.
+ *     tasks/s rate, closes connections whose hello or drain deadline
+ *     passed, and gives back a spare job region left unused for 10 s.
  *
  * Must not: decide anything about jobs itself (jobs.c does).
  */
@@ -58,6 +58,7 @@ static void on_stats(uv_timer_t *t)
     d->rate_last_done = done;
     d->rate_last_ns = now;
     pard__sessions_check(d, now);
+    pard__jobs_trim(d, now);
 }
 
 int pard__watch_init(struct pard__daemon *d)

@@ -776,6 +776,98 @@ Test(chaos, cancels_and_frees_the_job_of_a_killed_submitter_then_serves_the_next
 }
 
 /* ======================================================================
+ * A finished job's region serves the next job
+ * ====================================================================== */
+
+struct cancel_after {
+    const char *socket;
+    struct squares s;
+    uint64_t n, after;
+    struct pard_client *c;
+    int rc;
+};
+
+static int cancel_result(void *arg, const struct pard_result *r)
+{
+    struct cancel_after *a = arg;
+    square_result(&a->s, r);
+    if (a->s.next == a->after)
+        pard_cancel(a->c);
+    return 0;
+}
+
+/* Wait (10 s at most) until the daemon holds no job: the last one was
+ * freed, and its region is the spare. */
+static void wait_no_job(const char *socket)
+{
+    struct pard_msg_stats_reply st;
+    for (int i = 0; i < 2000; i++) {
+        test_get_stats(socket, &st);
+        if (st.jobs == 0)
+            return;
+        usleep(5000);
+    }
+    cr_assert_fail("a finished job was not freed within 10 s");
+}
+
+/*
+ * The region of a finished job becomes the next job's when the geometry
+ * matches, instead of allocating and zeroing ~13 MB per map. Whatever the
+ * last job left (ring positions many laps on, arena positions, lanes, done
+ * marks; a job cancelled in the middle) must not reach the next one: every
+ * result of every map is checked. A job of another geometry gets a region
+ * of its own. (The killed-submitter test above reuses a region left in the
+ * middle of a job.)
+ */
+Test(chaos, reuses_the_region_of_a_finished_job_and_every_result_stays_right, .timeout = 120)
+{
+    char *extra[] = {"--spawn", "2", "--worker", TEST_WORKER, "--log-level", "info", NULL};
+    struct test_daemon d;
+    daemon_start_logged(&d, false, extra);
+    test_wait_workers(&d, 2);
+    struct squares s = {0};
+    /* Unbatched: 20,000 descriptors take the task ring around 19 times. */
+    map_squares_ok(d.socket, &s, 20000, 1);
+    wait_no_job(d.socket);
+    map_squares_ok(d.socket, &s, 20000, 4);
+    wait_no_job(d.socket);
+    cr_assert_eq(log_count(&d, "(reused)"), 1, "the second map did not reuse the first's region");
+
+    /* Cancelled after 3,000 of 50,000 results: its region is reused too. */
+    struct cancel_after a = {.socket = d.socket, .n = 50000, .after = 3000};
+    cr_assert_eq(pard_connect(&a.c, d.socket), 0, "%s", pard_last_error());
+    squares_init(&a.s, a.n);
+    struct pard_map_opts unbatched = {.batch = 1};
+    a.rc = pard_map(a.c, "square", square_input, cancel_result, &a, &unbatched, NULL);
+    cr_assert_eq(a.rc, -PARD_ECANCELED, "the map was not cancelled: %d %s", a.rc,
+                 pard_last_error());
+    cr_assert_eq(a.s.wrong + a.s.errors, 0);
+    pard_disconnect(a.c);
+    free(a.s.seen);
+    wait_no_job(d.socket);
+    map_squares_ok(d.socket, &s, 20000, 0);
+    wait_no_job(d.socket);
+    cr_assert_eq(log_count(&d, "(reused)"), 3, "the maps after the cancel did not reuse regions");
+
+    /* Another geometry (4 lanes): a region of its own, then the default
+     * size again cannot use it either. */
+    struct pard_client *c;
+    cr_assert_eq(pard_connect(&c, d.socket), 0, "%s", pard_last_error());
+    squares_init(&s, 5000);
+    struct pard_map_opts four = {.max_workers = 4};
+    cr_assert_eq(pard_map(c, "square", square_input, square_result, &s, &four, NULL), 0, "%s",
+                 pard_last_error());
+    cr_assert_eq(s.wrong + s.errors, 0);
+    pard_disconnect(c);
+    wait_no_job(d.socket);
+    map_squares_ok(d.socket, &s, 5000, 1);
+    cr_assert_eq(log_count(&d, "(reused)"), 3, "a region was reused for another geometry");
+    cr_log_info("5 maps, every result checked; 3 of them in the region of the map before");
+    daemon_cleanup(&d);
+    free(s.seen);
+}
+
+/* ======================================================================
  * kill -9 of the daemon in the middle of a job: the workers' side
  * ====================================================================== */
 

@@ -84,6 +84,30 @@ Test(region, refuses_an_unpublished_region, .timeout = 10)
     pard_region_close(&r);
 }
 
+Test(region, can_be_laid_out_again_by_its_creator, .timeout = 10)
+{
+    struct pard_region r, view;
+    make_region(&r, 65536);
+    unsigned char *a = pard_region_find(&r, KIND_A, NULL);
+    pard_region_unpublish(&r);
+    cr_assert_eq(pard_region_attach(&view, r.fd, 0), -PARD_ENOTREADY, "unpublished again");
+    cr_assert_null(pard_region_find(&r, KIND_A, NULL), "the private table is cleared");
+    cr_assert_eq(a[0], 0xab, "the contents stay: the layer above re-initialises them");
+    /* A new layout: one section of another kind, at the first offset. */
+    uint64_t off = 0;
+    cr_assert_eq(pard_region_add_section(&r, KIND_B, 8192, &off), 0);
+    uint64_t user[4] = {9, 9, 9, 9};
+    pard_region_publish(&r, 43, user);
+    cr_assert_eq(pard_region_attach(&view, r.fd, 43), 0);
+    uint64_t size = 0;
+    cr_assert_not_null(pard_region_find(&view, KIND_B, &size));
+    cr_assert_eq(size, 8192);
+    cr_assert_null(pard_region_find(&view, KIND_A, NULL), "the old section is gone");
+    cr_assert_eq(pard_region_user(&view, 0), 9);
+    pard_region_close(&view);
+    pard_region_close(&r);
+}
+
 Test(region, refuses_a_wrong_magic, .timeout = 10)
 {
     struct pard_region r, view;

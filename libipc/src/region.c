@@ -226,6 +226,16 @@ uint64_t pard_region_user(const struct pard_region *r, unsigned i)
     return h->user[i];
 }
 
+void pard_region_unpublish(struct pard_region *r)
+{
+    struct pard_region_header *h = r->base;
+    atomic_store_explicit(&h->magic, 0, memory_order_relaxed);
+    memset((char *)h + sizeof(h->magic), 0, sizeof(*h) - sizeof(h->magic));
+    r->nsections = 0;
+    r->user_version = 0;
+    memset(r->sections, 0, sizeof(r->sections));
+}
+
 void pard_region_close(struct pard_region *r)
 {
     if (r->base)

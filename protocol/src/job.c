@@ -121,6 +121,44 @@ static int lane_init(const struct pard_job *job, uint32_t i)
     return lane_lay_out(job, b);
 }
 
+/* Lay out and initialise every section of job->region (open, not yet
+ * published) for job->geo, then publish. `fresh`: the region was just
+ * created, so its contents are zero (ftruncate) and the done marks need no
+ * clearing. */
+static int job_lay_out(struct pard_job *job, bool fresh)
+{
+    uint64_t sizes[5], offs[5];
+    section_sizes(&job->geo, sizes);
+    for (int i = 0; i < 5; i++) {
+        int rc = pard_region_add_section(&job->region, section_kinds[i], sizes[i], &offs[i]);
+        if (rc < 0)
+            return rc;
+    }
+    uint8_t *base = job->region.base;
+    job->ctl = (struct pard_job_ctl *)(base + offs[0]);
+    memset(job->ctl, 0, sizeof(*job->ctl));
+    pard_event_init(&job->ctl->results);
+    int rc = pard_ring_init(&job->tasks, base + offs[1], sizes[1], PARD_RING_MPMC,
+                            job->geo.ring_capacity, sizeof(struct pard_task_desc));
+    if (rc == 0)
+        rc = pard_arena_init(&job->input, base + offs[2], sizes[2], job->geo.input_arena);
+    if (rc != 0)
+        return rc;
+    job->lanes_base = base + offs[3];
+    job->lane_stride = lane_stride(&job->geo);
+    for (uint32_t i = 0; i < job->geo.lanes && rc == 0; i++)
+        rc = lane_init(job, i);
+    if (rc != 0)
+        return rc;
+    job->done = (_Atomic uint64_t *)(base + offs[4]);
+    if (!fresh)
+        memset((void *)job->done, 0, sizes[4]);
+    uint64_t user[4];
+    pack_geometry(&job->geo, user);
+    pard_region_publish(&job->region, PARD_JOB_LAYOUT_VERSION, user);
+    return 0;
+}
+
 int pard_job_create(struct pard_job *job, const struct pard_job_geometry *geo)
 {
     memset(job, 0, sizeof(*job));
@@ -131,37 +169,19 @@ int pard_job_create(struct pard_job *job, const struct pard_job_geometry *geo)
     rc = pard_region_open(&job->region, pard_job_region_size(&job->geo));
     if (rc != 0)
         return rc;
-    uint64_t sizes[5], offs[5];
-    section_sizes(&job->geo, sizes);
-    for (int i = 0; i < 5; i++) {
-        rc = pard_region_add_section(&job->region, section_kinds[i], sizes[i], &offs[i]);
-        if (rc < 0)
-            goto fail;
+    rc = job_lay_out(job, true);
+    if (rc != 0) {
+        pard_region_close(&job->region);
+        return rc < 0 ? rc : -EINVAL;
     }
-    uint8_t *base = job->region.base;
-    job->ctl = (struct pard_job_ctl *)(base + offs[0]);
-    memset(job->ctl, 0, sizeof(*job->ctl));
-    pard_event_init(&job->ctl->results);
-    rc = pard_ring_init(&job->tasks, base + offs[1], sizes[1], PARD_RING_MPMC,
-                        job->geo.ring_capacity, sizeof(struct pard_task_desc));
-    if (rc == 0)
-        rc = pard_arena_init(&job->input, base + offs[2], sizes[2], job->geo.input_arena);
-    if (rc != 0)
-        goto fail;
-    job->lanes_base = base + offs[3];
-    job->lane_stride = lane_stride(&job->geo);
-    for (uint32_t i = 0; i < job->geo.lanes && rc == 0; i++)
-        rc = lane_init(job, i);
-    if (rc != 0)
-        goto fail;
-    job->done = (_Atomic uint64_t *)(base + offs[4]); /* zero-filled by ftruncate */
-    uint64_t user[4];
-    pack_geometry(&job->geo, user);
-    pard_region_publish(&job->region, PARD_JOB_LAYOUT_VERSION, user);
     return 0;
-fail:
-    pard_region_close(&job->region);
-    return rc < 0 ? rc : -EINVAL;
+}
+
+int pard_job_reuse(struct pard_job *job)
+{
+    pard_region_unpublish(&job->region);
+    int rc = job_lay_out(job, false);
+    return rc < 0 ? rc : rc > 0 ? -EINVAL : 0;
 }
 
 int pard_job_attach(struct pard_job *job, int fd)

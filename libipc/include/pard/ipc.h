@@ -221,6 +221,16 @@ void *pard_region_section(const struct pard_region *r, uint32_t index, uint64_t 
  * the caller must validate them). */
 uint64_t pard_region_user(const struct pard_region *r, unsigned i);
 
+/*
+ * pard_region_unpublish - for the creator, to use a region again: clear the
+ * magic (nobody can attach it) and the section table, as after
+ * pard_region_open, but keep the mapping, the descriptor and the contents
+ * (nothing is zeroed: the layer above re-initialises what it relies on).
+ * Only once nobody else maps it any more: a holder of the old descriptor
+ * would see the next use.
+ */
+void pard_region_unpublish(struct pard_region *r);
+
 /* pard_region_close - unmap and close the descriptor. Idempotent. */
 void pard_region_close(struct pard_region *r);
 

@@ -203,6 +203,17 @@ uint64_t pard_job_region_size(const struct pard_job_geometry *geo);
 int pard_job_create(struct pard_job *job, const struct pard_job_geometry *geo);
 
 /*
+ * pard_job_reuse - daemon side: make a closed-over job's region new again
+ * for the next job of the same geometry, without the cost of creating one
+ * (a fresh region of the default size is ~13 MB to allocate and zero):
+ * unpublish it, re-initialise every section the protocol reads (control
+ * block, rings, arena headers, lanes, done marks), publish. Only once
+ * nobody else maps it: its submitter ended the job (or died) and every
+ * worker detached. Returns 0 or a negative code (then close it).
+ */
+int pard_job_reuse(struct pard_job *job);
+
+/*
  * pard_job_attach - submitter/worker side: map the region behind fd (the
  * caller keeps fd), validate header, geometry and every section, attach
  * the task ring and input arena. Lanes are attached one at a time with
