@@ -732,7 +732,9 @@ Test(map, a_task_that_crashes_once_succeeds_on_its_retry, .timeout = 120)
     assert_all_ok(&r);
     cr_assert_eq(atomic_load(&state->attempts[5]), 2, "task 5 ran %u times",
                  atomic_load(&state->attempts[5]));
-    cr_assert_eq(st.requeued, 1);
+    /* Task 5, and whatever else its worker held: tiny tasks are taken
+     * several adjacent descriptors at a time, even unbatched. */
+    cr_assert_geq(st.requeued, 1);
     pard_disconnect(c);
 }
 
@@ -747,7 +749,9 @@ Test(map, a_task_that_hangs_once_succeeds_on_its_retry, .timeout = 120)
     assert_all_ok(&r);
     cr_assert_eq(atomic_load(&state->attempts[5]), 2, "task 5 ran %u times",
                  atomic_load(&state->attempts[5]));
-    cr_assert_eq(st.requeued, 1);
+    /* Task 5, and whatever else its worker held: tiny tasks are taken
+     * several adjacent descriptors at a time, even unbatched. */
+    cr_assert_geq(st.requeued, 1);
     pard_disconnect(c);
 }
 

@@ -693,6 +693,137 @@ Test(ring, mpmc_push_waits_for_a_consumer_still_reading, .timeout = 10)
     munmap(mem, len);
 }
 
+/* Two elements join when their tags follow one another. */
+static bool tags_follow(const void *prev, const void *next, void *arg)
+{
+    (void)arg;
+    uint64_t a, b;
+    memcpy(&a, prev, 8);
+    memcpy(&b, next, 8);
+    return b == a + 1;
+}
+
+Test(ring, mpmc_pop_run_takes_the_joined_prefix_with_one_claim, .timeout = 10)
+{
+    struct pard_ring r;
+    size_t len;
+    void *mem = ring_new(&r, PARD_RING_MPMC, 16, 16, &len);
+    uint8_t buf[8 * 16];
+    cr_expect_eq(pard_ring_mpmc_pop_run(&r, buf, 8, tags_follow, NULL), 0, "empty");
+    push_tags(&r, 0, 3);
+    push_tags(&r, 5, 4);
+    int n = pard_ring_mpmc_pop_run(&r, buf, 8, tags_follow, NULL);
+    cr_assert_eq(n, 3, "0, 1, 2 follow one another; 5 does not follow 2 (got %d)", n);
+    for (int i = 0; i < n; i++) {
+        uint64_t tag;
+        cr_assert(elem_check(buf + i * 16, 16, &tag) && tag == (uint64_t)i);
+    }
+    cr_assert_eq(pard_ring_mpmc_pop_run(&r, buf, 2, tags_follow, NULL), 2, "at most n");
+    cr_assert_eq(pard_ring_count(&r), 2);
+    pop_tags(&r, 7, 2);
+    /* Scribbled head: refused like pop. */
+    push_tags(&r, 9, 1);
+    atomic_store(&r.hdr->head, 0xdeadbeefULL);
+    cr_expect_eq(pard_ring_mpmc_pop_run(&r, buf, 8, tags_follow, NULL), -PARD_ECORRUPT);
+    munmap(mem, len);
+}
+
+/* Consumers taking runs while a producer pushes: every element once, and
+ * every run a run. */
+struct run_consumer {
+    pthread_t tid;
+    struct pard_ring *ring;
+    uint64_t items;
+    _Atomic uint8_t *seen;
+    _Atomic uint64_t *popped;
+    uint64_t runs, longest;
+    int failed; /* 1 torn, 2 twice, 3 not a run, 4 ring error */
+};
+
+static void *run_consumer_main(void *arg)
+{
+    struct run_consumer *c = arg;
+    uint8_t buf[8 * 32];
+    while (atomic_load(c->popped) < c->items) {
+        int n = pard_ring_mpmc_pop_run(c->ring, buf, 8, tags_follow, NULL);
+        if (n < 0) {
+            c->failed = 4;
+            break;
+        }
+        if (n == 0) {
+            sched_yield();
+            continue;
+        }
+        uint64_t first = 0;
+        for (int i = 0; i < n; i++) {
+            uint64_t tag;
+            if (!elem_check(buf + i * 32, 32, &tag) || tag >= c->items) {
+                c->failed = 1;
+                return NULL;
+            }
+            if (i == 0)
+                first = tag;
+            else if (tag != first + (uint64_t)i) {
+                c->failed = 3;
+                return NULL;
+            }
+            if (atomic_fetch_add(&c->seen[tag], 1) != 0) {
+                c->failed = 2;
+                return NULL;
+            }
+        }
+        c->runs++;
+        if ((uint64_t)n > c->longest)
+            c->longest = (uint64_t)n;
+        atomic_fetch_add(c->popped, (uint64_t)n);
+    }
+    return NULL;
+}
+
+Test(ring, mpmc_pop_run_takes_every_element_once_from_a_live_producer, .timeout = 60)
+{
+    struct pard_ring r;
+    size_t len;
+    void *mem = ring_new(&r, PARD_RING_MPMC, 64, 32, &len);
+    const uint64_t items = PARD_TEST_STRESS_ITEMS / 10;
+    _Atomic uint8_t *seen = calloc(items, 1);
+    _Atomic uint64_t popped = 0;
+    cr_assert(seen);
+    struct run_consumer cons[3];
+    for (int i = 0; i < 3; i++) {
+        cons[i] =
+            (struct run_consumer){.ring = &r, .items = items, .seen = seen, .popped = &popped};
+        cr_assert_eq(pthread_create(&cons[i].tid, NULL, run_consumer_main, &cons[i]), 0);
+    }
+    uint8_t e[32];
+    for (uint64_t next = 0; next < items;) {
+        elem_fill(e, 32, next);
+        int rc = pard_ring_mpmc_push(&r, e);
+        cr_assert_geq(rc, 0);
+        if (rc == 1)
+            next++;
+        else
+            sched_yield();
+    }
+    uint64_t runs = 0, longest = 0;
+    for (int i = 0; i < 3; i++) {
+        pthread_join(cons[i].tid, NULL);
+        cr_assert_eq(cons[i].failed, 0,
+                     "consumer %d: failure %d (1 torn, 2 twice, 3 not a run, "
+                     "4 ring error)",
+                     i, cons[i].failed);
+        runs += cons[i].runs;
+        longest = cons[i].longest > longest ? cons[i].longest : longest;
+    }
+    for (uint64_t i = 0; i < items; i++)
+        cr_assert_eq(atomic_load(&seen[i]), 1, "element %llu popped %u times",
+                     (unsigned long long)i, (unsigned)atomic_load(&seen[i]));
+    cr_log_info("pop_run: %llu elements in %llu runs (longest %llu)", (unsigned long long)items,
+                (unsigned long long)runs, (unsigned long long)longest);
+    free((void *)seen);
+    munmap(mem, len);
+}
+
 /* What a consumer killed between its claim and its release leaves: head
  * moved past position pos, the slot still says "holds pos". */
 static void claim_and_die(struct pard_ring *r, uint64_t pos)

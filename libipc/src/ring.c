@@ -583,6 +583,71 @@ int pard_ring_mpmc_pop_burst(struct pard_ring *ring, void *dst, unsigned n)
     return (int)kept;
 }
 
+int pard_ring_mpmc_pop_run(struct pard_ring *ring, void *dst, unsigned n,
+                           bool (*joins)(const void *prev, const void *next, void *arg), void *arg)
+{
+    struct pard_ring_header *hdr = ring->hdr;
+    const int64_t cap = ring->capacity;
+    const uint64_t want = n < (uint64_t)cap ? n : (uint64_t)cap;
+    if (want == 0)
+        return 0;
+    const size_t es = ring->elem_size;
+    uint64_t h = atomic_load_explicit(&hdr->head, memory_order_acquire);
+    uint64_t k;
+    for (;;) {
+        int64_t d = 0;
+        /* Each ready element is read before it is claimed: when the CAS
+         * below succeeds, nobody else claimed these positions, so nobody
+         * released their slots and no producer rewrote what we read. When
+         * it fails, what we read is dropped. */
+        for (k = 0; k < want; k++) {
+            struct slot *slot = slot_at(ring, h + k);
+            uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+            d = (int64_t)(seq - (h + k + 1));
+            if (d != 0) {
+                if (k == 0 && (!seq_plausible(ring, seq, h) || d < -cap))
+                    return -PARD_ECORRUPT;
+                break;
+            }
+            uint8_t *e = (uint8_t *)dst + k * es;
+            payload_load(e, slot->data, es);
+            if (k > 0 && !joins(e - es, e, arg)) {
+                d = 0; /* ready, but not part of the run: not an error */
+                break;
+            }
+        }
+        if (k > 0) {
+            if (atomic_compare_exchange_weak_explicit(&hdr->head, &h, h + k, memory_order_release,
+                                                      memory_order_acquire))
+                break;
+            continue;
+        }
+        if (d > 0) { /* another consumer took h; unless head moved, garbage */
+            uint64_t now = atomic_load_explicit(&hdr->head, memory_order_acquire);
+            if (now == h)
+                return -PARD_ECORRUPT;
+            h = now;
+            continue;
+        }
+        return snapshot_used(hdr, (uint64_t)cap) < 0 ? -PARD_ECORRUPT : 0;
+    }
+    /* Release each slot as pop_burst does; an element whose slot a
+     * producer took back meanwhile (pard_ring_mpmc_reclaim) is dropped. */
+    uint64_t kept = 0;
+    for (uint64_t i = 0; i < k; i++) {
+        struct slot *slot = slot_at(ring, h + i);
+        uint64_t expect = h + i + 1;
+        if (atomic_compare_exchange_strong_explicit(&slot->seq, &expect, h + i + (uint64_t)cap,
+                                                    memory_order_release, memory_order_relaxed)) {
+            if (kept != i)
+                memmove((uint8_t *)dst + kept * es, (uint8_t *)dst + i * es, es);
+            kept++;
+        }
+    }
+    pard_event_notify(&hdr->not_full);
+    return (int)kept;
+}
+
 int pard_ring_mpmc_reclaim(struct pard_ring *ring, void *lost)
 {
     struct pard_ring_header *hdr = ring->hdr;

@@ -65,8 +65,9 @@ struct batch {
     uint64_t end; /* arena position to release once all are delivered */
 };
 
-#define MAX_DEATHS 3  /* deaths without a crash mark before a task fails */
-#define PUSH_BURST 32 /* batch descriptors pushed into the task ring at once */
+#define MAX_DEATHS 3     /* deaths without a crash mark before a task fails */
+#define PUSH_BURST 32    /* batch descriptors pushed into the task ring at once */
+#define FEED_MAX   4096u /* inputs taken per feed() before results are looked at */
 
 /* Auto-batching aims for batches that keep a worker busy this long: long
  * enough to hide the hand-off (about a microsecond), short enough for the
@@ -512,6 +513,10 @@ static int feed(struct map *m)
     }
     uint32_t batch = next_batch_size(m);
     uint64_t limit = m->job.input.capacity / 2;
+    /* Return now and then to take results: with workers that keep up, the
+     * ring never fills, and results (the caller's callbacks, the progress
+     * bar) would otherwise wait until every input is read. */
+    uint64_t stop = m->next + (batch > FEED_MAX ? batch : FEED_MAX);
     while (!m->input_done && m->error == 0) {
         if (m->cur.count >= batch) {
             int rc = flush_cur(m);
@@ -522,7 +527,8 @@ static int feed(struct map *m)
         /* Room for the batch being filled and one more descriptor, checked
          * as a batch starts: only our own pushes take room. */
         if (m->next - m->low >= m->W ||
-            (m->cur.count == 0 && ring_room(m) - (int64_t)m->npending < 2) || pard__cancelled(m->c))
+            (m->cur.count == 0 && (ring_room(m) - (int64_t)m->npending < 2 || m->next >= stop)) ||
+            pard__cancelled(m->c))
             break;
         const void *data;
         size_t len;
@@ -806,6 +812,8 @@ static int reclaim_lane(struct map *m, uint32_t li)
                     fail_task(m, i, -PARD_EWORKERDIED,
                               "task %llu of '%s' crashed its worker (pid %d) with %s",
                               (unsigned long long)i, m->function, pid, signal_name(sig));
+                } else if (i > current && current >= from && current < to) {
+                    want[i - from] = true; /* after the task it died in: never started */
                 } else if (++s->deaths >= MAX_DEATHS) {
                     fail_task(m, i, -PARD_EWORKERDIED,
                               "task %llu of '%s': %d workers died while running it",

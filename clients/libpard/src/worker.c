@@ -362,6 +362,8 @@ struct serve {
     uint64_t span_len;
     uint64_t span_end;
     int64_t span_start_ns; /* when the span's first task started */
+    double task_ns;        /* measured time per task (moving average), 0 = unknown */
+    uint32_t last_count;   /* tasks in the last descriptor taken */
 };
 
 /* The job still wants us: running, and our lane still ours (the daemon
@@ -392,6 +394,8 @@ static int flush_span(struct serve *s)
     if (s->span_count == 0)
         return 0;
     int64_t busy = pard_now_ns() - s->span_start_ns;
+    double per = (double)busy / s->span_count;
+    s->task_ns = s->task_ns > 0 ? 0.75 * s->task_ns + 0.25 * per : per;
     struct pard_result_desc d = {.first = s->span_first,
                                  .count = s->span_count,
                                  .busy_ns = busy > UINT32_MAX ? UINT32_MAX : (uint32_t)busy,
@@ -582,6 +586,40 @@ static pard_task_fn find_fn(const struct worker *w, const char *name)
 }
 
 /*
+ * Tiny tasks, one per descriptor (an unbatched map), would cost a claim of
+ * the shared task ring, a lease and a result push each. A worker whose
+ * tasks take well under RUN_BUDGET_NS takes up to RUN_MAX adjacent
+ * descriptors with one claim (pard_ring_mpmc_pop_run) and leases them as
+ * one batch: consecutive tasks whose inputs lie back to back, of the same
+ * attempt, about RUN_BUDGET_NS of work in all. Longer tasks keep one
+ * descriptor at a time, so a slow task never holds others back for long.
+ */
+#define RUN_MAX       32u
+#define RUN_BUDGET_NS 20000.0
+
+static bool desc_follows(const struct pard_task_desc *a, const struct pard_task_desc *b)
+{
+    return b->first == a->first + a->count && b->off == a->off + a->len &&
+           b->attempt == a->attempt && b->count <= UINT32_MAX - a->count;
+}
+
+static bool desc_joins(const void *prev, const void *next, void *arg)
+{
+    (void)arg;
+    return desc_follows(prev, next);
+}
+
+/* How many descriptors to take at once, by the measured task time. */
+static unsigned run_length(const struct serve *s)
+{
+    if (s->task_ns <= 0)
+        return 1;
+    double per_desc = s->task_ns * (s->last_count ? s->last_count : 1);
+    double n = RUN_BUDGET_NS / per_desc;
+    return n < 1 ? 1 : n > RUN_MAX ? RUN_MAX : (unsigned)n;
+}
+
+/*
  * Serve the job of an attach message until it ends, our lane is taken
  * away, or the daemon is gone. Consumes job_fd.
  */
@@ -611,8 +649,8 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
     w->out.shared_size = have_share ? w->shared_size : 0;
     rc = 0;
     while (still_serving(&s)) {
-        struct pard_task_desc d;
-        int n = pard_ring_mpmc_pop(&s.job.tasks, &d);
+        struct pard_task_desc run[RUN_MAX];
+        int n = pard_ring_mpmc_pop_run(&s.job.tasks, run, run_length(&s), desc_joins, NULL);
         if (n < 0) { /* a corrupted task ring: leave this job */
             rc = pard__set_error(w->c, n,
                                  "job %llu: the task ring has impossible indices (%s); "
@@ -620,8 +658,21 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
                                  (unsigned long long)a->job_id, pard_strerror(n));
             break;
         }
-        if (n == 1) {
-            rc = run_batch(&s, &d);
+        if (n > 0) {
+            s.last_count = run[0].count;
+            /* One batch per stretch of the run that follows on (the run is
+             * whole unless a slot of it was taken back, see ring.c). */
+            for (int i = 0; i < n && rc == 0;) {
+                struct pard_task_desc d = run[i++];
+                while (i < n && desc_follows(&d, &run[i])) {
+                    d.count += run[i].count;
+                    d.len += run[i].len;
+                    i++;
+                }
+                rc = run_batch(&s, &d);
+                if (rc == 0)
+                    w->served += d.count;
+            }
             if (rc != 0 && rc != -PARD_ECANCELED && rc != -PARD_EDAEMON)
                 /* run_batch passes up bare codes from its lane: name the
                  * job and lane, for the message we leave with. */
@@ -632,7 +683,6 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
                                      pard_strerror(rc));
             if (rc != 0)
                 break;
-            w->served += d.count;
             if (w->max_tasks && w->served >= w->max_tasks) {
                 w->retiring = true; /* results pushed, lease clear: leave */
                 break;

@@ -442,6 +442,20 @@ int pard_ring_mpmc_push(struct pard_ring *ring, const void *elem);
 int pard_ring_mpmc_pop(struct pard_ring *ring, void *elem);
 
 /*
+ * pard_ring_mpmc_pop_run - pop a run: the element at head, and after it up
+ * to n - 1 more ready elements as long as joins(previous, next, arg) says
+ * each belongs with the one before (the first that does not stays in the
+ * ring), all with one claim of head. Returns how many, 0 when empty, or
+ * -PARD_ECORRUPT like pop_burst. joins() sees elements read before they are
+ * claimed: it may be called with one that another consumer takes first (the
+ * attempt is then repeated), and must only compare. After a reclaim (below)
+ * an element of the run can be missing: callers that need the run whole
+ * check joins() again on what they got.
+ */
+int pard_ring_mpmc_pop_run(struct pard_ring *ring, void *dst, unsigned n,
+                           bool (*joins)(const void *prev, const void *next, void *arg), void *arg);
+
+/*
  * pard_ring_mpmc_reclaim - for a producer stopped at a slot that a consumer
  * claimed (head moved past it) and never released, because that consumer
  * died in between: take the slot back. Copies the abandoned element into
