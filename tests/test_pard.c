@@ -495,20 +495,32 @@ static int daemon_children(pid_t daemon, pid_t *out, int max)
     return n;
 }
 
+#define CHAOS_KILLS 12
+
 struct chaos {
     pid_t daemon;
+    struct tally *t;
+    uint64_t n;
     _Atomic int stop;
     int kills;
 };
 
+/* Kill a random worker of the daemon CHAOS_KILLS times, spread over the
+ * map by its progress (the k-th once k/13 of the results are in, a few
+ * random milliseconds later), so that every kill lands inside the map
+ * however fast it runs. (12 at most: --spawn backs off restarting workers
+ * that die young, and more would only make the test slow.) */
 static void *kill_randomly(void *arg)
 {
     struct chaos *ch = arg;
     unsigned seed = 12345;
-    /* At most 12 kills: --spawn backs off restarting workers that die
-     * young, and more kills would only make the test slow. */
-    while (!atomic_load(&ch->stop) && ch->kills < 12) {
-        usleep(30000 + rand_r(&seed) % 40000);
+    while (!atomic_load(&ch->stop) && ch->kills < CHAOS_KILLS) {
+        uint64_t mark = ch->n / (CHAOS_KILLS + 1) * (uint64_t)(ch->kills + 1);
+        if (atomic_load(&ch->t->delivered) < mark) {
+            usleep(1000);
+            continue;
+        }
+        usleep(rand_r(&seed) % 20000);
         pid_t kids[8];
         int n = daemon_children(ch->daemon, kids, 8);
         if (n > 0 && !atomic_load(&ch->stop)) {
@@ -529,12 +541,11 @@ Test(pard, delivers_a_million_results_once_while_workers_are_killed_again_and_ag
     cr_assert_eq(pard_connect(&c, d.socket), 0, "%s", pard_last_error());
     struct tally t = {0};
     tally_init(&t, 1000000, true);
-    struct chaos ch = {.daemon = d.pid};
+    struct chaos ch = {.daemon = d.pid, .t = &t, .n = 1000000};
     pthread_t th;
     pthread_create(&th, NULL, kill_randomly, &ch);
-    /* Batches of 16: a few seconds, a dozen kills or so. (Unbatched it runs
-     * for minutes: --spawn's restart back-off grows for workers that die
-     * young.) */
+    /* Batches of 16. (Unbatched it runs for minutes: --spawn's restart
+     * back-off grows for workers that die young.) */
     struct pard_map_opts opts = {.batch = 16};
     struct pard_map_stats st;
     int rc = pard_map(c, "square", next_number, check_square, &t, &opts, &st);
@@ -545,6 +556,7 @@ Test(pard, delivers_a_million_results_once_while_workers_are_killed_again_and_ag
     cr_assert_eq(t.out_of_order, 0);
     cr_assert_eq(t.errors, 0, "a task failed: %s", t.last_message);
     assert_each_once(&t);
+    cr_assert_eq(ch.kills, CHAOS_KILLS, "only %d workers were killed during the map", ch.kills);
     cr_log_info("%d workers killed; %llu tasks re-queued, %llu duplicates dropped, %llu "
                 "task-ring slots taken back from workers killed inside a pop",
                 ch.kills, (unsigned long long)st.requeued, (unsigned long long)st.dropped,
