@@ -458,6 +458,36 @@ static bool seq_plausible(const struct pard_ring *ring, uint64_t seq, uint64_t p
     return ((seq - pos) & ring->mask) <= 1;
 }
 
+/*
+ * A consumer's end of a pop: positions h .. h+k-1 are claimed. Copy each
+ * payload out (`copy`; pop_run read them before claiming) and release its
+ * slot. Release: our read of the payload is done before a producer, after
+ * its acquire load of seq, reuses the slot for the next lap. A CAS, not a
+ * store: if we were stalled long enough for a producer to take the slot
+ * back (pard_ring_mpmc_reclaim), the element is no longer ours and what we
+ * copied may be half overwritten: drop it. Returns how many are kept
+ * (packed at the front of dst).
+ */
+static int release_popped(struct pard_ring *ring, void *dst, uint64_t h, uint64_t k, bool copy)
+{
+    const size_t es = ring->elem_size;
+    uint64_t kept = 0;
+    for (uint64_t i = 0; i < k; i++) {
+        struct slot *slot = slot_at(ring, h + i);
+        uint8_t *out = (uint8_t *)dst + kept * es;
+        if (copy)
+            payload_load(out, slot->data, es);
+        else if (kept != i)
+            memmove(out, (uint8_t *)dst + i * es, es);
+        uint64_t expect = h + i + 1;
+        if (atomic_compare_exchange_strong_explicit(&slot->seq, &expect, h + i + ring->capacity,
+                                                    memory_order_release, memory_order_relaxed))
+            kept++;
+    }
+    pard_event_notify(&ring->hdr->not_full);
+    return (int)kept;
+}
+
 int pard_ring_mpmc_push_burst(struct pard_ring *ring, const void *src, unsigned n)
 {
     struct pard_ring_header *hdr = ring->hdr;
@@ -564,23 +594,7 @@ int pard_ring_mpmc_pop_burst(struct pard_ring *ring, void *dst, unsigned n)
         return snapshot_used(hdr, (uint64_t)cap) < 0 ? -PARD_ECORRUPT : 0;
     }
 
-    const size_t es = ring->elem_size;
-    uint64_t kept = 0;
-    for (uint64_t i = 0; i < k; i++) {
-        struct slot *slot = slot_at(ring, h + i);
-        payload_load((uint8_t *)dst + kept * es, slot->data, es);
-        /* Release: our read of the payload is done before a producer, after
-         * its acquire load of seq, reuses the slot for the next lap. A CAS,
-         * not a store: if we were stalled long enough for a producer to take
-         * the slot back (pard_ring_mpmc_reclaim), the element is no longer
-         * ours and what we copied may be half overwritten: drop it. */
-        uint64_t expect = h + i + 1;
-        if (atomic_compare_exchange_strong_explicit(&slot->seq, &expect, h + i + (uint64_t)cap,
-                                                    memory_order_release, memory_order_relaxed))
-            kept++;
-    }
-    pard_event_notify(&hdr->not_full);
-    return (int)kept;
+    return release_popped(ring, dst, h, k, true);
 }
 
 int pard_ring_mpmc_pop_run(struct pard_ring *ring, void *dst, unsigned n,
@@ -631,21 +645,7 @@ int pard_ring_mpmc_pop_run(struct pard_ring *ring, void *dst, unsigned n,
         }
         return snapshot_used(hdr, (uint64_t)cap) < 0 ? -PARD_ECORRUPT : 0;
     }
-    /* Release each slot as pop_burst does; an element whose slot a
-     * producer took back meanwhile (pard_ring_mpmc_reclaim) is dropped. */
-    uint64_t kept = 0;
-    for (uint64_t i = 0; i < k; i++) {
-        struct slot *slot = slot_at(ring, h + i);
-        uint64_t expect = h + i + 1;
-        if (atomic_compare_exchange_strong_explicit(&slot->seq, &expect, h + i + (uint64_t)cap,
-                                                    memory_order_release, memory_order_relaxed)) {
-            if (kept != i)
-                memmove((uint8_t *)dst + kept * es, (uint8_t *)dst + i * es, es);
-            kept++;
-        }
-    }
-    pard_event_notify(&hdr->not_full);
-    return (int)kept;
+    return release_popped(ring, dst, h, k, false);
 }
 
 int pard_ring_mpmc_reclaim(struct pard_ring *ring, void *lost)
