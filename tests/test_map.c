@@ -574,6 +574,19 @@ static int crash_once(void *ctx, const void *in, size_t len, struct pard_out *ou
     return pard_out_printf(out, "ok %lld", (long long)i);
 }
 
+/* "I" → "ok I"; task 5 kills its own worker with SIGKILL, every time, as
+ * the OOM killer would: no crash mark, nothing to blame it by. */
+static int killed_at_5(void *ctx, const void *in, size_t len, struct pard_out *out)
+{
+    int64_t i = parse_input(in, len);
+    if (i < 0 || i >= 64)
+        return pard_out_error(out, "killed_at_5: bad input");
+    atomic_fetch_add(&state->attempts[i], 1);
+    if (i == 5)
+        raise(SIGKILL);
+    return pard_out_printf(out, "ok %lld", (long long)i);
+}
+
 /* "I" → "ok I"; task 5 hangs for a minute on its first attempt. */
 static int hang_once(void *ctx, const void *in, size_t len, struct pard_out *out)
 {
@@ -628,8 +641,9 @@ static int echo_fast(void *ctx, const void *in, size_t len, struct pard_out *out
 }
 
 static const struct pard_function private_fns[] = {
-    {"crash_on_3", crash_on_3}, {"echo_fast", echo_fast}, {"crash_once", crash_once},
-    {"hang_once", hang_once},   {"checksum", checksum},   {"whoami", whoami},
+    {"crash_on_3", crash_on_3},   {"echo_fast", echo_fast}, {"crash_once", crash_once},
+    {"hang_once", hang_once},     {"checksum", checksum},   {"whoami", whoami},
+    {"killed_at_5", killed_at_5},
 };
 #define NPRIVATE_FNS (sizeof(private_fns) / sizeof(private_fns[0]))
 
@@ -752,6 +766,37 @@ Test(map, a_task_that_hangs_once_succeeds_on_its_retry, .timeout = 120)
     /* Task 5, and whatever else its worker held: tiny tasks are taken
      * several adjacent descriptors at a time, even unbatched. */
     cr_assert_geq(st.requeued, 1);
+    pard_disconnect(c);
+}
+
+/* A task that gets its worker killed from outside, every time: it fails
+ * after 3 deaths; the tasks that shared its workers' leases (tiny tasks are
+ * taken many at a time, even unbatched) ran or never started, and must not
+ * be charged those deaths: each succeeds, once. */
+Test(map, a_task_that_keeps_getting_its_worker_killed_fails_alone, .timeout = 120)
+{
+    struct pard_client *c = open_private();
+    struct ok_results r = {.n = 40};
+    struct pard_map_opts opts = {.batch = 1};
+    struct pard_map_stats st;
+    cr_assert_eq(pard_map(c, "killed_at_5", next_index, record_ok, &r, &opts, &st), 0, "%s",
+                 pard_last_error());
+    for (uint64_t i = 0; i < r.n; i++) {
+        cr_assert_eq(r.count[i], 1, "task %llu delivered %u times", (unsigned long long)i,
+                     r.count[i]);
+        if (i == 5)
+            continue;
+        char want[32];
+        snprintf(want, sizeof(want), "ok %llu", (unsigned long long)i);
+        cr_assert_eq(r.status[i], 0, "task %llu failed with its neighbour: %d %s",
+                     (unsigned long long)i, r.status[i], r.text[i]);
+        cr_assert_str_eq(r.text[i], want);
+    }
+    cr_assert_eq(r.status[5], -PARD_EWORKERDIED, "task 5: %d %s", r.status[5], r.text[5]);
+    cr_assert_not_null(strstr(r.text[5], "workers died while running it"), "%s", r.text[5]);
+    cr_assert_eq(atomic_load(&state->attempts[5]), 3, "task 5 ran %u times",
+                 atomic_load(&state->attempts[5]));
+    cr_log_info("killed_at_5: %llu tasks re-queued", (unsigned long long)st.requeued);
     pard_disconnect(c);
 }
 

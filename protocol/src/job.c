@@ -146,8 +146,16 @@ static int job_lay_out(struct pard_job *job, bool fresh)
         return rc;
     job->lanes_base = base + offs[3];
     job->lane_stride = lane_stride(&job->geo);
-    for (uint32_t i = 0; i < job->geo.lanes && rc == 0; i++)
+    for (uint32_t i = 0; i < job->geo.lanes && rc == 0; i++) {
+        /* Reused: keep the lane's generation counting, so that a worker
+         * the daemon lost track of in the last job (it checks gen before
+         * it writes) never matches the next one. */
+        struct pard_lane_ctl *ctl =
+            (struct pard_lane_ctl *)(job->lanes_base + (uint64_t)i * job->lane_stride);
+        uint32_t gen = fresh ? 0 : atomic_load_explicit(&ctl->gen, memory_order_relaxed) + 1;
         rc = lane_init(job, i);
+        atomic_store_explicit(&ctl->gen, gen, memory_order_relaxed);
+    }
     if (rc != 0)
         return rc;
     job->done = (_Atomic uint64_t *)(base + offs[4]);

@@ -29,6 +29,11 @@ struct pard_client {
     pid_t *private_workers;
     unsigned nprivate_workers;
     char private_dir[64];
+    /* ... and how to start a worker again when one dies */
+    const struct pard_function *private_fns;
+    size_t private_nfns;
+    pid_t private_parent;
+    int64_t private_respawn_ns; /* when the last was started again */
 };
 
 /* pard__cancelled - has pard_cancel() been called since the last map? */
@@ -54,6 +59,11 @@ void pard__unshare_all(struct pard_client *c);
 
 /* pard__stop_private - stop a private daemon and its workers (disconnect). */
 void pard__stop_private(struct pard_client *c);
+
+/* pard__private_respawn - start again any private worker that died (a
+ * crash, the OOM killer), at most one per 100 ms. No-op for other clients.
+ * pard_map calls it as it waits. */
+void pard__private_respawn(struct pard_client *c);
 
 /* pard__set_error - record a message with context and return code. */
 int pard__set_error(struct pard_client *c, int code, const char *fmt, ...)

@@ -34,6 +34,7 @@ struct slot {
     uint8_t state;  /* SLOT_* */
     uint8_t tries;  /* retries used after timeouts and crashes */
     uint8_t deaths; /* workers that died holding it without a crash mark */
+    uint8_t spared; /* re-queues without a death: its worker died on another task */
     int32_t status; /* HELD: the result's status */
     uint32_t len;   /* HELD: bytes of the result */
     union {
@@ -49,6 +50,7 @@ static inline void slot_begin(struct slot *s)
     s->state = SLOT_PENDING;
     s->tries = 0;
     s->deaths = 0;
+    s->spared = 0;
 }
 
 static inline const uint8_t *held_bytes(const struct slot *s)
@@ -65,7 +67,10 @@ struct batch {
     uint64_t end; /* arena position to release once all are delivered */
 };
 
-#define MAX_DEATHS 3     /* deaths without a crash mark before a task fails */
+#define MAX_DEATHS 3 /* deaths without a crash mark before a task fails */
+#define MAX_SPARED                                                                                 \
+    8                    /* re-queues of a task its worker did not die on, before its              \
+                            deaths count (`current` is only the worker's word) */
 #define PUSH_BURST 32    /* batch descriptors pushed into the task ring at once */
 #define FEED_MAX   4096u /* inputs taken per feed() before results are looked at */
 
@@ -112,6 +117,7 @@ struct map {
     uint32_t batch;   /* tasks per batch now */
     double task_ns;   /* auto: measured time per task (moving average), 0 = unknown */
     double out_bytes; /* output bytes per task (moving average), for naps */
+    bool reclaiming;  /* push_desc just took a stuck task-ring slot back */
     uint32_t nactive; /* lanes with a worker, at the last look */
 
     uint32_t seen_epoch;
@@ -373,10 +379,14 @@ static int requeue_abandoned(struct map *m, const struct pard_task_desc *d)
 static int push_desc(struct map *m, struct pard_task_desc d)
 {
     for (;;) {
-        int n = pard_ring_push_wait(&m->job.tasks, &d, 1, PARD_WAIT_ADAPTIVE,
-                                    pard_now_ns() + PARD__SLICE_NS);
-        if (n == 1)
+        /* Right after taking a slot back, the next ones are likely the same
+         * dead worker's (a run of up to 32): look again after 1 ms. */
+        int64_t wait = m->reclaiming ? 1000000 : PARD__SLICE_NS;
+        int n = pard_ring_push_wait(&m->job.tasks, &d, 1, PARD_WAIT_ADAPTIVE, pard_now_ns() + wait);
+        if (n == 1) {
+            m->reclaiming = false;
             return 0;
+        }
         if (n == -PARD_ECORRUPT)
             return tasks_corrupt(m);
         if (n != -ETIMEDOUT)
@@ -390,6 +400,7 @@ static int push_desc(struct map *m, struct pard_task_desc d)
         int got = pard_ring_mpmc_reclaim(&m->job.tasks, &lost);
         if (got < 0)
             return tasks_corrupt(m);
+        m->reclaiming = got == 1;
         if (got == 1) {
             m->stats.reclaimed++;
             int rc = requeue_abandoned(m, &lost);
@@ -593,6 +604,10 @@ static int feed(struct map *m)
         slot_begin(slot_of(m, m->next));
         m->next++;
     }
+    /* Stopped by the cap with nothing pushed (inputs failed as too big,
+     * say): still progress, so the caller looks again at once. */
+    if (moved == 0 && !m->input_done && m->next >= stop)
+        moved = 1;
     /* Whatever stopped us, let workers start on the partial batch. */
     if (m->cur.count > 0 && m->error == 0) {
         int rc = flush_cur(m);
@@ -741,7 +756,8 @@ static int drain_lane(struct map *m, uint32_t li)
                 double per = (double)d[k].busy_ns / d[k].count;
                 m->task_ns = m->task_ns > 0 ? 0.75 * m->task_ns + 0.25 * per : per;
             }
-            m->out_bytes = 0.75 * m->out_bytes + 0.25 * ((double)d[k].len / d[k].count);
+            double bytes = (double)d[k].len / d[k].count;
+            m->out_bytes = m->out_bytes > 0 ? 0.75 * m->out_bytes + 0.25 * bytes : bytes;
             struct pard_records it;
             pard_records_init(&it, base, d[k].len);
             for (uint32_t j = 0; j < d[k].count && m->error == 0; j++) {
@@ -812,8 +828,13 @@ static int reclaim_lane(struct map *m, uint32_t li)
                     fail_task(m, i, -PARD_EWORKERDIED,
                               "task %llu of '%s' crashed its worker (pid %d) with %s",
                               (unsigned long long)i, m->function, pid, signal_name(sig));
-                } else if (i > current && current >= from && current < to) {
-                    want[i - from] = true; /* after the task it died in: never started */
+                } else if (i != current && current >= from && current < to &&
+                           s->spared < MAX_SPARED) {
+                    /* Not the task it died in: finished (its result not
+                     * pushed yet) or never started. Spared a death, a few
+                     * times: `current` is only the worker's word. */
+                    s->spared++;
+                    want[i - from] = true;
                 } else if (++s->deaths >= MAX_DEATHS) {
                     fail_task(m, i, -PARD_EWORKERDIED,
                               "task %llu of '%s': %d workers died while running it",
@@ -1088,6 +1109,7 @@ static int run(struct map *m)
          * busy, or woken with nothing to do. */
         if (now - m->last_alive_check > PARD__SLICE_NS) {
             m->last_alive_check = now;
+            pard__private_respawn(m->c);
             if ((rc = pard__daemon_alive(m->c)) != 0) {
                 fail_job(m, rc, "%s", pard_last_error());
                 break;
@@ -1107,6 +1129,7 @@ static int run(struct map *m)
                              now + PARD__SLICE_NS);
         if (rc == -ETIMEDOUT) {
             m->last_alive_check = pard_now_ns();
+            pard__private_respawn(m->c);
             if ((rc = pard__daemon_alive(m->c)) != 0) {
                 fail_job(m, rc, "%s", pard_last_error());
                 break;

@@ -47,6 +47,48 @@ static void reap(pid_t pid, int grace_ms)
     waitpid(pid, &status, 0);
 }
 
+/* Fork one worker serving fns on sock; it dies with `parent`. */
+static pid_t fork_worker(const char *sock, const struct pard_function *fns, size_t nfns,
+                         pid_t parent)
+{
+    pid_t w = fork();
+    if (w == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
+        struct pard_worker_opts o = {.socket_path = sock, .name = "private-worker"};
+        _exit(pard_worker_run(fns, nfns, &o) == 0 ? 0 : 1);
+    }
+    return w;
+}
+
+#define RESPAWN_GAP_NS (100 * 1000000LL)
+
+void pard__private_respawn(struct pard_client *c)
+{
+    if (c->private_daemon <= 0 || !c->private_workers || getpid() != c->private_parent)
+        return;
+    int64_t now = pard_now_ns();
+    if (now - c->private_respawn_ns < RESPAWN_GAP_NS)
+        return;
+    for (unsigned i = 0; i < c->nprivate_workers; i++) {
+        int status;
+        if (c->private_workers[i] <= 0 ||
+            waitpid(c->private_workers[i], &status, WNOHANG) != c->private_workers[i])
+            continue;
+        char sock[160];
+        snprintf(sock, sizeof(sock), "%s/pard.sock", c->private_dir);
+        pid_t w = fork_worker(sock, c->private_fns, c->private_nfns, c->private_parent);
+        fprintf(stderr, "pard: private worker %d %s %d; %s\n", (int)c->private_workers[i],
+                WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
+                WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+                w > 0 ? "started another" : "cannot start another");
+        c->private_workers[i] = w > 0 ? w : 0;
+        c->private_respawn_ns = now;
+        return; /* one per gap: a worker that dies at once cannot fork-bomb */
+    }
+}
+
 void pard__stop_private(struct pard_client *c)
 {
     /* SIGTERM is pard's clean shutdown: it tells the workers, which end. */
@@ -114,17 +156,10 @@ int pard_open_private(struct pard_client **out, const struct pard_function *fns,
     pid_t *workers = calloc(nworkers, sizeof(pid_t));
     int rc = workers ? 0 : -ENOMEM;
     for (unsigned i = 0; i < nworkers && rc == 0; i++) {
-        pid_t w = fork();
+        pid_t w = fork_worker(sock, fns, nfns, parent);
         if (w < 0) {
             rc = -errno;
             break;
-        }
-        if (w == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (getppid() != parent)
-                _exit(1);
-            struct pard_worker_opts o = {.socket_path = sock, .name = "private-worker"};
-            _exit(pard_worker_run(fns, nfns, &o) == 0 ? 0 : 1);
         }
         workers[i] = w;
     }
@@ -135,6 +170,9 @@ int pard_open_private(struct pard_client **out, const struct pard_function *fns,
         c->private_workers = workers;
         c->nprivate_workers = nworkers;
         snprintf(c->private_dir, sizeof(c->private_dir), "%s", dir);
+        c->private_fns = fns;
+        c->private_nfns = nfns;
+        c->private_parent = parent;
     }
     /* Wait until every worker has registered, so the first map has them. */
     if (rc == 0) {

@@ -538,8 +538,13 @@ static int run_task(struct serve *s, uint64_t index, const void *in, size_t len)
     return emit(s, index, out->failed ? PARD_REC_ERROR : PARD_REC_OK, out->buf, out->len);
 }
 
-/* Run one batch: lease it, run each task, push the results, clear the lease. */
-static int run_batch(struct serve *s, const struct pard_task_desc *d)
+/* Run one batch: lease it, run each task, push the results, clear the
+ * lease. The batch is parts[0 .. nparts-1] merged (adjacent descriptors
+ * taken as one run): each part's input records are walked from the part's
+ * own offset, since the submitter may free a part's input once all its
+ * tasks are delivered elsewhere (re-queued) while a later part is not. */
+static int run_batch(struct serve *s, const struct pard_task_desc *d,
+                     const struct pard_task_desc *parts, int nparts)
 {
     struct pard_lane_ctl *ctl = s->lane.ctl;
     ctl->lease = *d;
@@ -549,13 +554,21 @@ static int run_batch(struct serve *s, const struct pard_task_desc *d)
     /* Release: the lease's contents are visible to whoever sees leased. */
     atomic_store_explicit(&ctl->leased, 1, memory_order_release);
 
-    const void *base = pard_arena_read(&s->job.input, d->off, d->len);
+    int part = 0;
+    const void *base = pard_arena_read(&s->job.input, parts[0].off, parts[0].len);
+    uint64_t part_end = parts[0].first + parts[0].count;
     struct pard_records it;
-    pard_records_init(&it, base, base ? d->len : 0);
+    pard_records_init(&it, base, base ? parts[0].len : 0);
     uint64_t window = s->job.geo.window;
     int rc = 0;
     for (uint32_t k = 0; k < d->count && rc == 0; k++) {
         uint64_t index = d->first + k;
+        if (index == part_end && part + 1 < nparts) {
+            part++;
+            base = pard_arena_read(&s->job.input, parts[part].off, parts[part].len);
+            part_end = parts[part].first + parts[part].count;
+            pard_records_init(&it, base, base ? parts[part].len : 0);
+        }
         struct pard_record rec;
         const void *payload = NULL;
         int got = base ? pard_records_next(&it, &rec, &payload) : -PARD_ECORRUPT;
@@ -609,14 +622,19 @@ static bool desc_joins(const void *prev, const void *next, void *arg)
     return desc_follows(prev, next);
 }
 
-/* How many descriptors to take at once, by the measured task time. */
+/* How many descriptors to take at once, by the measured task time (and,
+ * with --max-tasks, no more than the worker has left to serve). */
 static unsigned run_length(const struct serve *s)
 {
     if (s->task_ns <= 0)
         return 1;
     double per_desc = s->task_ns * (s->last_count ? s->last_count : 1);
     double n = RUN_BUDGET_NS / per_desc;
-    return n < 1 ? 1 : n > RUN_MAX ? RUN_MAX : (unsigned)n;
+    unsigned len = n < 1 ? 1 : n > RUN_MAX ? RUN_MAX : (unsigned)n;
+    uint64_t max = s->w->max_tasks;
+    if (max && s->w->served < max && max - s->w->served < len)
+        len = (unsigned)(max - s->w->served);
+    return len;
 }
 
 /*
@@ -663,13 +681,14 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
             /* One batch per stretch of the run that follows on (the run is
              * whole unless a slot of it was taken back, see ring.c). */
             for (int i = 0; i < n && rc == 0;) {
+                int from = i;
                 struct pard_task_desc d = run[i++];
                 while (i < n && desc_follows(&d, &run[i])) {
                     d.count += run[i].count;
                     d.len += run[i].len;
                     i++;
                 }
-                rc = run_batch(&s, &d);
+                rc = run_batch(&s, &d, run + from, i - from);
                 if (rc == 0)
                     w->served += d.count;
             }
