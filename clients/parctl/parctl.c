@@ -12,15 +12,18 @@
  * to the daemon goes through libpard and the protocol library.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "pard/pard.h"
+#include "pard/job.h"
 #include "pard/proto.h"
 
 static const char *socket_path;
@@ -37,7 +40,8 @@ static void usage(FILE *to)
             "  jobs                    running jobs and their progress\n"
             "  top [--interval S]      status, jobs and workers, refreshed until Ctrl-C\n"
             "  cancel JOB              cancel a running job\n"
-            "  shutdown                stop the daemon (workers and jobs are told)\n"
+            "  shutdown                stop the daemon (workers and jobs are told); returns\n"
+            "                          once it has stopped (10 s at most)\n"
             "  wait [N] [--timeout S]  wait until the daemon answers with at least N workers\n"
             "                          (default 1) registered; exit 1 after S seconds (10)\n"
             "  map [OPTIONS] FUNCTION [FILE]\n"
@@ -327,6 +331,35 @@ static int cmd_simple(enum pard_msg_type type, uint64_t job_id, const char *done
     return rc;
 }
 
+/*
+ * shutdown: ask, then wait (10 s at most) until the daemon has let go of
+ * its lock file, so that a pard started right after on the same socket
+ * does not find the old one still there (it holds the lock until it has
+ * told its workers and jobs and exited).
+ */
+static int cmd_shutdown(void)
+{
+    int rc = cmd_simple(PARD_MSG_SHUTDOWN, 0, "pard is shutting down");
+    if (rc != 0)
+        return rc;
+    char sock[4096], lock[4200];
+    if (pard_socket_path(socket_path, sock, sizeof(sock)) != 0)
+        return 0;
+    snprintf(lock, sizeof(lock), "%s.lock", sock);
+    for (int t = 0; t < 1000; t++) {
+        int fd = open(lock, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            return 0; /* removed: it is gone, or going with nothing left to free */
+        int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+        close(fd);
+        if (!held)
+            return 0;
+        usleep(10000);
+    }
+    fprintf(stderr, "parctl: pard still holds %s after 10 s\n", lock);
+    return 1;
+}
+
 /* ----------------------------------------------------------------------
  * map
  * ---------------------------------------------------------------------- */
@@ -523,7 +556,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "jobs") == 0)
         return cmd_jobs();
     if (strcmp(cmd, "shutdown") == 0)
-        return cmd_simple(PARD_MSG_SHUTDOWN, 0, "pard is shutting down");
+        return cmd_shutdown();
     if (strcmp(cmd, "cancel") == 0) {
         if (rest < 2)
             return die_usage("cancel needs a JOB id%s", "");
