@@ -454,9 +454,20 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* Signals first: once the socket exists, a SIGTERM must be a clean
+     * shutdown (libuv queues it until the loop runs), never the default
+     * death that leaves the socket and the lock file behind. */
+    uv_signal_init(&d->loop, &d->sig_term);
+    uv_signal_init(&d->loop, &d->sig_int);
+    d->sig_term.data = d->sig_int.data = d;
+    uv_signal_start(&d->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&d->sig_int, on_signal, SIGINT);
+
     rc = pard__listen_open(d);
     if (rc != 0) {
         d->stopping = true;
+        uv_close((uv_handle_t *)&d->sig_term, NULL);
+        uv_close((uv_handle_t *)&d->sig_int, NULL);
         pard__listen_stop(d);
         uv_run(&d->loop, UV_RUN_DEFAULT); /* let the closes finish */
         pard__listen_cleanup(d);
@@ -470,11 +481,6 @@ int main(int argc, char **argv)
 
     uv_idle_init(&d->loop, &d->reaper);
     d->reaper.data = d;
-    uv_signal_init(&d->loop, &d->sig_term);
-    uv_signal_init(&d->loop, &d->sig_int);
-    d->sig_term.data = d->sig_int.data = d;
-    uv_signal_start(&d->sig_term, on_signal, SIGTERM);
-    uv_signal_start(&d->sig_int, on_signal, SIGINT);
     uv_timer_init(&d->loop, &d->stop_timer);
     d->stop_timer.data = d;
     d->stop_timer_open = true;

@@ -398,6 +398,40 @@ TestSuite(daemon, .fini = cleanup, .timeout = TIMEOUT_S);
  * Handshake and bad input
  * ====================================================================== */
 
+/* A SIGTERM that arrives as soon as the socket exists (a supervisor that
+ * stops pard at once) is a clean shutdown: exit 0, socket and lock file
+ * removed. It was the default death while pard was still starting (its
+ * handler came after the socket), found by the security test under
+ * ASan. The window is short: 50 tries. */
+Test(daemon, stops_cleanly_on_a_sigterm_sent_as_soon_as_its_socket_appears, .timeout = 120)
+{
+    for (int i = 0; i < 50; i++) {
+        struct test_daemon d;
+        memset(&d, 0, sizeof(d));
+        snprintf(d.dir, sizeof(d.dir), "/tmp/pard-test-XXXXXX");
+        cr_assert_not_null(mkdtemp(d.dir));
+        snprintf(d.socket, sizeof(d.socket), "%s/pard.sock", d.dir);
+        char *argv[] = {TEST_PARD, "--socket", d.socket, "--log-level", "error", NULL};
+        d.pid = test_spawn(argv);
+        for (int t = 0; t < 100000; t++) { /* poll hard: the window is short */
+            struct stat st;
+            if (stat(d.socket, &st) == 0)
+                break;
+            if (t % 100 == 99)
+                usleep(100);
+        }
+        kill(d.pid, SIGTERM);
+        test_wait_ok(d.pid, "pard after an early SIGTERM"); /* exit status 0 */
+        d.pid = 0;
+        char lock[160];
+        snprintf(lock, sizeof(lock), "%s.lock", d.socket);
+        struct stat st;
+        cr_assert_neq(stat(d.socket, &st), 0, "try %d: pard left its socket", i);
+        cr_assert_neq(stat(lock, &st), 0, "try %d: pard left its lock file", i);
+        test_daemon_stop(&d); /* removes the directory */
+    }
+}
+
 Test(daemon, welcomes_a_client_that_says_hello)
 {
     struct daemon *d = daemon_new();
