@@ -69,8 +69,10 @@
  *
  * push: read tail t, count k slots t, t+1, ... that are free (seq == pos),
  * CAS tail t -> t+k, write the k payloads, then publish each with a release
- * store seq = pos + 1. pop: read head h, count k ready slots (seq == pos+1),
- * CAS head h -> h+k, copy the k payloads, then release each slot with
+ * store seq = pos + 1. pop: read head h, count k ready slots (seq == pos+1)
+ * copying their payloads as it goes, CAS head h -> h+k (a successful CAS
+ * means nobody else claimed those positions, so what was copied is what
+ * was published; a failed one drops it), then release each slot with
  * seq = pos + capacity. A producer's elements occupy increasing positions and
  * a consumer claims increasing positions, so each consumer sees each
  * producer's elements in push order.
@@ -459,25 +461,21 @@ static bool seq_plausible(const struct pard_ring *ring, uint64_t seq, uint64_t p
 }
 
 /*
- * A consumer's end of a pop: positions h .. h+k-1 are claimed. Copy each
- * payload out (`copy`; pop_run read them before claiming) and release its
- * slot. Release: our read of the payload is done before a producer, after
- * its acquire load of seq, reuses the slot for the next lap. A CAS, not a
- * store: if we were stalled long enough for a producer to take the slot
- * back (pard_ring_mpmc_reclaim), the element is no longer ours and what we
- * copied may be half overwritten: drop it. Returns how many are kept
- * (packed at the front of dst).
+ * A consumer's end of a pop: positions h .. h+k-1 are claimed and their
+ * payloads already in dst (read before the claim). Release each slot. Release: our read of the
+ * payload is done before a producer, after its acquire load of seq, reuses the slot for the next
+ * lap. A CAS, not a store: if we were stalled long enough for a producer to take the slot back
+ * (pard_ring_mpmc_reclaim), the element is no longer ours and what we copied may be half
+ * overwritten: drop it. Returns how many are kept (packed at the front of dst).
  */
-static int release_popped(struct pard_ring *ring, void *dst, uint64_t h, uint64_t k, bool copy)
+static int release_popped(struct pard_ring *ring, void *dst, uint64_t h, uint64_t k)
 {
     const size_t es = ring->elem_size;
     uint64_t kept = 0;
     for (uint64_t i = 0; i < k; i++) {
         struct slot *slot = slot_at(ring, h + i);
         uint8_t *out = (uint8_t *)dst + kept * es;
-        if (copy)
-            payload_load(out, slot->data, es);
-        else if (kept != i)
+        if (kept != i)
             memmove(out, (uint8_t *)dst + i * es, es);
         uint64_t expect = h + i + 1;
         if (atomic_compare_exchange_strong_explicit(&slot->seq, &expect, h + i + ring->capacity,
@@ -548,57 +546,10 @@ int pard_ring_mpmc_push_burst(struct pard_ring *ring, const void *src, unsigned 
     return (int)k;
 }
 
-int pard_ring_mpmc_pop_burst(struct pard_ring *ring, void *dst, unsigned n)
-{
-    struct pard_ring_header *hdr = ring->hdr;
-    const int64_t cap = ring->capacity;
-    const uint64_t want = n < (uint64_t)cap ? n : (uint64_t)cap;
-    if (want == 0)
-        return 0;
-
-    /* Acquire: see snapshot_used; the claim itself is decided by the CAS. */
-    uint64_t h = atomic_load_explicit(&hdr->head, memory_order_acquire);
-    uint64_t k;
-    for (;;) {
-        int64_t d = 0;
-        for (k = 0; k < want; k++) {
-            /* Acquire pairs with the producer's release store seq = pos + 1:
-             * the payload is visible. */
-            uint64_t seq = atomic_load_explicit(&slot_at(ring, h + k)->seq, memory_order_acquire);
-            d = (int64_t)(seq - (h + k + 1));
-            if (d == 0)
-                continue;
-            if (!seq_plausible(ring, seq, h + k) || d < -cap)
-                return -PARD_ECORRUPT;
-            break;
-        }
-        if (k > 0) {
-            /* Release on success: see the producer's CAS. On failure h
-             * becomes the current head: rescan. */
-            if (atomic_compare_exchange_weak_explicit(&hdr->head, &h, h + k, memory_order_release,
-                                                      memory_order_acquire))
-                break;
-            continue;
-        }
-        if (d > 0) {
-            /* Another consumer took h; unless head moved, the sequence is
-             * garbage. */
-            uint64_t now = atomic_load_explicit(&hdr->head, memory_order_acquire);
-            if (now == h)
-                return -PARD_ECORRUPT;
-            h = now;
-            continue;
-        }
-        /* Empty (d == -1 or -cap): nothing published at h yet, or the
-         * previous lap's consumer has not released the slot. */
-        return snapshot_used(hdr, (uint64_t)cap) < 0 ? -PARD_ECORRUPT : 0;
-    }
-
-    return release_popped(ring, dst, h, k, true);
-}
-
-int pard_ring_mpmc_pop_run(struct pard_ring *ring, void *dst, unsigned n,
-                           bool (*joins)(const void *prev, const void *next, void *arg), void *arg)
+/* Pop up to n ready elements with one claim of head, each joining the one
+ * before (joins NULL: all do). */
+static int mpmc_pop(struct pard_ring *ring, void *dst, unsigned n,
+                    bool (*joins)(const void *prev, const void *next, void *arg), void *arg)
 {
     struct pard_ring_header *hdr = ring->hdr;
     const int64_t cap = ring->capacity;
@@ -625,7 +576,7 @@ int pard_ring_mpmc_pop_run(struct pard_ring *ring, void *dst, unsigned n,
             }
             uint8_t *e = (uint8_t *)dst + k * es;
             payload_load(e, slot->data, es);
-            if (k > 0 && !joins(e - es, e, arg)) {
+            if (k > 0 && joins && !joins(e - es, e, arg)) {
                 d = 0; /* ready, but not part of the run: not an error */
                 break;
             }
@@ -645,7 +596,18 @@ int pard_ring_mpmc_pop_run(struct pard_ring *ring, void *dst, unsigned n,
         }
         return snapshot_used(hdr, (uint64_t)cap) < 0 ? -PARD_ECORRUPT : 0;
     }
-    return release_popped(ring, dst, h, k, false);
+    return release_popped(ring, dst, h, k);
+}
+
+int pard_ring_mpmc_pop_burst(struct pard_ring *ring, void *dst, unsigned n)
+{
+    return mpmc_pop(ring, dst, n, NULL, NULL);
+}
+
+int pard_ring_mpmc_pop_run(struct pard_ring *ring, void *dst, unsigned n,
+                           bool (*joins)(const void *prev, const void *next, void *arg), void *arg)
+{
+    return mpmc_pop(ring, dst, n, joins, arg);
 }
 
 int pard_ring_mpmc_reclaim(struct pard_ring *ring, void *lost)
