@@ -93,12 +93,33 @@ static inline pid_t test_spawn(char *const argv[])
 }
 
 /* Wait until the daemon's socket accepts connections (10 s at most). */
+/* Whether pid's main thread waits in epoll: pard's event loop is running
+ * (and idle). */
+static inline bool test_in_epoll(pid_t pid)
+{
+    char path[64], chan[64] = "";
+    snprintf(path, sizeof(path), "/proc/%d/wchan", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t k = fread(chan, 1, sizeof(chan) - 1, f);
+    chan[k] = 0;
+    fclose(f);
+    return strstr(chan, "epoll") != NULL;
+}
+
+/* Ready: the socket exists and (2 s at most) pard waits in its event loop.
+ * A test that stops pard at once then sends its SIGTERM to a running loop:
+ * ThreadSanitizer can lose a signal that arrives during start-up. */
 static inline void test_daemon_wait_ready(struct test_daemon *d)
 {
     for (int i = 0; i < 1000; i++) {
         struct stat st;
-        if (stat(d->socket, &st) == 0 && S_ISSOCK(st.st_mode))
+        if (stat(d->socket, &st) == 0 && S_ISSOCK(st.st_mode)) {
+            for (int t = 0; t < 500 && !test_in_epoll(d->pid); t++)
+                usleep(4000);
             return;
+        }
         int status;
         cr_assert(waitpid(d->pid, &status, WNOHANG) == 0, "pard exited while starting");
         usleep(10000);
