@@ -531,16 +531,13 @@ static bool job_activate(struct pard__job *j)
         return false;
     }
     if (reuse) {
-        j->owner = calloc(j->geo.lanes ? j->geo.lanes : 1, sizeof(*j->owner));
         j->shm = d->spare;
         d->has_spare = false;
-        int rc = j->owner ? pard_job_reuse(&j->shm) : -ENOMEM;
+        int rc = pard_job_reuse(&j->shm);
         if (rc != 0) {
             pard__log_warn("cannot reuse a job region for job %llu (%s); creating one",
                            (unsigned long long)j->id, pard_strerror(rc));
             pard_job_close(&j->shm);
-            free(j->owner);
-            j->owner = NULL;
             reuse = false;
         }
     }
@@ -555,12 +552,11 @@ static bool job_activate(struct pard__job *j)
         job_end(j, "/dev/shm is full");
         return false;
     }
-    int rc = 0;
-    if (!reuse) {
-        j->owner = calloc(j->geo.lanes ? j->geo.lanes : 1, sizeof(*j->owner));
-        rc = j->owner ? pard_job_create(&j->shm, &j->geo) : -ENOMEM;
-    }
+    j->owner = calloc(j->geo.lanes ? j->geo.lanes : 1, sizeof(*j->owner));
+    int rc = !j->owner ? -ENOMEM : reuse ? 0 : pard_job_create(&j->shm, &j->geo);
     if (rc != 0) {
+        if (reuse) /* the region is not the job's until it is live */
+            pard_job_close(&j->shm);
         pard__log_error("cannot create the shared memory of job %llu (%s, %s): %s",
                         (unsigned long long)j->id, j->function, pard__fmt_bytes(size, 0),
                         pard_strerror(rc));

@@ -824,14 +824,17 @@ Test(ring, mpmc_pop_run_takes_every_element_once_from_a_live_producer, .timeout 
     munmap(mem, len);
 }
 
-/* What a consumer killed between its claim and its release leaves: head
- * moved past position pos, the slot still says "holds pos". */
-static void claim_and_die(struct pard_ring *r, uint64_t pos)
+/* A ring of 4 after a lap whose position 0 a consumer claimed and died
+ * holding (head moved past it, its slot still says "holds 0"), and whose
+ * other positions were popped: the producer's next slot is stuck. */
+static void stuck_behind_a_dead_claim(struct pard_ring *r)
 {
-    cr_assert_eq(atomic_load(slot_seq(r, pos)), pos + 1, "position %llu holds an element",
-                 (unsigned long long)pos);
-    uint64_t h = pos;
-    cr_assert(atomic_compare_exchange_strong(&r->hdr->head, &h, pos + 1));
+    cr_assert_eq(r->capacity, 4);
+    push_tags(r, 0, 4);
+    cr_assert_eq(atomic_load(slot_seq(r, 0)), 1, "position 0 holds an element");
+    uint64_t h = 0;
+    cr_assert(atomic_compare_exchange_strong(&r->hdr->head, &h, 1));
+    pop_tags(r, 1, 3);
 }
 
 Test(ring, mpmc_reclaim_takes_back_a_slot_whose_consumer_died, .timeout = 10)
@@ -841,9 +844,7 @@ Test(ring, mpmc_reclaim_takes_back_a_slot_whose_consumer_died, .timeout = 10)
     void *mem = ring_new(&r, PARD_RING_MPMC, 4, 32, &len);
     uint8_t e[32], lost[32];
     cr_expect_eq(pard_ring_mpmc_reclaim(&r, lost), 0, "first lap: nothing to take back");
-    push_tags(&r, 0, 4);
-    claim_and_die(&r, 0);
-    pop_tags(&r, 1, 3);
+    stuck_behind_a_dead_claim(&r);
     elem_fill(e, 32, 4);
     cr_expect_eq(pard_ring_mpmc_push(&r, e), 0, "the dead consumer's slot blocks the producer");
     cr_expect_eq(pard_ring_count(&r), 0, "head passed it: the ring counts it as consumed");
@@ -867,9 +868,7 @@ Test(ring, mpmc_reclaim_leaves_a_slot_its_consumer_released_in_time, .timeout = 
     size_t len;
     void *mem = ring_new(&r, PARD_RING_MPMC, 4, 16, &len);
     uint8_t lost[16];
-    push_tags(&r, 0, 4);
-    claim_and_die(&r, 0);
-    pop_tags(&r, 1, 3);
+    stuck_behind_a_dead_claim(&r);
     /* Only stalled: it releases before the producer decides. */
     atomic_store(slot_seq(&r, 0), 0 + 4);
     cr_expect_eq(pard_ring_mpmc_reclaim(&r, lost), 0);

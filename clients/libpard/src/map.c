@@ -67,12 +67,12 @@ struct batch {
     uint64_t end; /* arena position to release once all are delivered */
 };
 
-#define MAX_DEATHS 3 /* deaths without a crash mark before a task fails */
-#define MAX_SPARED                                                                                 \
-    8                    /* re-queues of a task its worker did not die on, before its              \
-                            deaths count (`current` is only the worker's word) */
+#define MAX_DEATHS 3     /* deaths without a crash mark before a task fails */
 #define PUSH_BURST 32    /* batch descriptors pushed into the task ring at once */
 #define FEED_MAX   4096u /* inputs taken per feed() before results are looked at */
+/* Re-queues of a task whose worker died on another task of the lease,
+ * before its deaths count after all (`current` is only the worker's word). */
+#define MAX_SPARED 8
 
 /* Auto-batching aims for batches that keep a worker busy this long: long
  * enough to hide the hand-off (about a microsecond), short enough for the
@@ -235,8 +235,8 @@ static void release_inputs_slow(struct map *m)
  * delivered (its end is at least `low` whenever a batch is outstanding). */
 static inline void release_inputs(struct map *m)
 {
-    if (m->bhead != m->btail &&
-        m->batches[m->bhead & (m->W - 1)].first + m->batches[m->bhead & (m->W - 1)].count <= m->low)
+    const struct batch *b = &m->batches[m->bhead & (m->W - 1)];
+    if (m->bhead != m->btail && b->first + b->count <= m->low)
         release_inputs_slow(m);
 }
 
@@ -342,28 +342,25 @@ static int tasks_corrupt(struct map *m)
 
 static void requeue_range(struct map *m, uint64_t from, uint64_t to, const bool *want);
 
-/* A descriptor taken back from a slot whose claimer died: its tasks that
- * are still pending go back in the queue (duplicates would be dropped). Its
- * fields are only read to pick the range; the runs re-queued come from our
- * own batch records. */
-static int requeue_abandoned(struct map *m, const struct pard_task_desc *d)
+/* The tasks of a descriptor read from shared memory (untrusted) that are
+ * still outstanding, as [*from, *to); false when none are. */
+static bool outstanding(const struct map *m, const struct pard_task_desc *d, uint64_t *from,
+                        uint64_t *to)
 {
-    uint64_t from = d->first < m->low ? m->low : d->first;
-    uint64_t to = d->count > m->W ? from : d->first + d->count;
-    if (to > m->next)
-        to = m->next;
-    if (from >= to)
-        return 0;
-    bool *want = malloc(to - from);
-    if (!want)
-        return fail_job(m, -ENOMEM, "out of memory re-queueing tasks");
-    memset(want, 1, to - from);
+    *from = d->first < m->low ? m->low : d->first;
+    *to = d->count > m->W ? *from : d->first + d->count;
+    if (*to > m->next)
+        *to = m->next;
+    return *from < *to;
+}
+
+/* requeue_range for tasks a dead worker held, noting when. */
+static void requeue_dead(struct map *m, uint64_t from, uint64_t to, const bool *want)
+{
     uint64_t before = m->stats.requeued;
     requeue_range(m, from, to, want);
     if (m->stats.requeued != before)
         m->stats.last_requeue_ns = pard_now_ns();
-    free(want);
-    return m->error;
 }
 
 /*
@@ -401,11 +398,15 @@ static int push_desc(struct map *m, struct pard_task_desc d)
         if (got < 0)
             return tasks_corrupt(m);
         m->reclaiming = got == 1;
+        uint64_t from, to;
         if (got == 1) {
+            /* Its pending tasks go back in the queue (a second result is
+             * dropped); the runs come from our own batch records. */
             m->stats.reclaimed++;
-            int rc = requeue_abandoned(m, &lost);
-            if (rc != 0)
-                return rc;
+            if (outstanding(m, &lost, &from, &to))
+                requeue_dead(m, from, to, NULL);
+            if (m->error)
+                return m->error;
         }
     }
 }
@@ -660,8 +661,8 @@ static int add_requeue(struct map *m, const struct pard_task_desc *d)
 }
 
 /*
- * Re-queue the pending tasks in [from, to) that `want` selects, as runs of
- * consecutive tasks within one batch (so each run's inputs are
+ * Re-queue the pending tasks in [from, to) that `want` selects (NULL: all),
+ * as runs of consecutive tasks within one batch (so each run's inputs are
  * contiguous). Our own input records are walked with bounds checks: a
  * worker could have scribbled on the input arena.
  */
@@ -669,7 +670,7 @@ static void requeue_range(struct map *m, uint64_t from, uint64_t to, const bool 
 {
     uint64_t i = from;
     while (i < to && m->error == 0) {
-        if (!want[i - from] || slot_of(m, i)->state != SLOT_PENDING) {
+        if ((want && !want[i - from]) || slot_of(m, i)->state != SLOT_PENDING) {
             i++;
             continue;
         }
@@ -689,7 +690,8 @@ static void requeue_range(struct map *m, uint64_t from, uint64_t to, const bool 
             struct pard_record rec;
             const void *payload;
             int got = pard_records_next(&it, &rec, &payload);
-            bool take = k >= i && k < to && want[k - from] && slot_of(m, k)->state == SLOT_PENDING;
+            bool take = k >= i && k < to && (!want || want[k - from]) &&
+                        slot_of(m, k)->state == SLOT_PENDING;
             if (take && got != 1) {
                 fail_task(m, k, -PARD_ECORRUPT,
                           "the input of task %llu was overwritten in shared memory",
@@ -802,12 +804,8 @@ static int reclaim_lane(struct map *m, uint32_t li)
         int sig = atomic_load(&ctl->crash_signal);
         uint32_t death = atomic_load(&ctl->death);
         int pid = atomic_load(&ctl->pid);
-        /* Clamp the (untrusted) lease to what is outstanding. */
-        uint64_t from = lease.first < m->low ? m->low : lease.first;
-        uint64_t to = lease.count > m->W ? from : lease.first + lease.count;
-        if (to > m->next)
-            to = m->next;
-        if (from < to) {
+        uint64_t from, to;
+        if (outstanding(m, &lease, &from, &to)) {
             bool *want = calloc(to - from, sizeof(bool));
             if (!want)
                 return fail_job(m, -ENOMEM, "out of memory re-queueing tasks");
@@ -843,10 +841,7 @@ static int reclaim_lane(struct map *m, uint32_t li)
                     want[i - from] = true;
                 }
             }
-            uint64_t before = m->stats.requeued;
-            requeue_range(m, from, to, want);
-            if (m->stats.requeued != before)
-                m->stats.last_requeue_ns = pard_now_ns();
+            requeue_dead(m, from, to, want);
             free(want);
         }
     }
@@ -936,15 +931,7 @@ static void reconcile(struct map *m, bool progressed)
     if (++m->quiet_looks < 2)
         return;
     m->quiet_looks = 0;
-    uint64_t from = m->low, to = m->next;
-    bool *want = malloc(to - from);
-    if (!want) {
-        fail_job(m, -ENOMEM, "out of memory reconciling");
-        return;
-    }
-    memset(want, 1, to - from);
-    requeue_range(m, from, to, want);
-    free(want);
+    requeue_range(m, m->low, m->next, NULL);
 }
 
 /* ----------------------------------------------------------------------
@@ -1055,10 +1042,10 @@ static int64_t nap_ns(struct map *m)
     int64_t queued = pard_ring_count(&m->job.tasks);
     if (queued <= 0)
         return 0;
-    double per_desc = m->opts.batch != PARD_BATCH_AUTO ? m->opts.batch : m->batch;
-    double tasks = (double)queued * (per_desc > 0 ? per_desc : 1);
-    double drain = tasks * m->task_ns / m->nactive;
-    double lane_tasks = (double)m->job.geo.lane_ring * (per_desc > 0 ? per_desc : 1);
+    uint32_t batch = m->opts.batch != PARD_BATCH_AUTO ? m->opts.batch : m->batch;
+    double per_desc = batch > 0 ? batch : 1;
+    double drain = (double)queued * per_desc * m->task_ns / m->nactive;
+    double lane_tasks = (double)m->job.geo.lane_ring * per_desc;
     double arena_tasks = (double)m->job.geo.output_arena / (m->out_bytes > 8 ? m->out_bytes : 8);
     if (arena_tasks < lane_tasks)
         lane_tasks = arena_tasks;
@@ -1067,6 +1054,16 @@ static int64_t nap_ns(struct map *m)
     if (nap < NAP_MIN_NS)
         return 0;
     return (int64_t)(nap > NAP_MAX_NS ? NAP_MAX_NS : nap);
+}
+
+/* Once a slice: is the daemon still there (the map fails if not), and did
+ * a private worker die (it is forked again)? */
+static int look_around(struct map *m, int64_t now)
+{
+    m->last_alive_check = now;
+    pard__private_respawn(m->c);
+    int rc = pard__daemon_alive(m->c);
+    return rc != 0 ? fail_job(m, rc, "%s", pard_last_error()) : 0;
 }
 
 static int run(struct map *m)
@@ -1107,14 +1104,8 @@ static int run(struct map *m)
         int64_t now = pard_now_ns();
         /* Look at the daemon now and then, however this loop comes round:
          * busy, or woken with nothing to do. */
-        if (now - m->last_alive_check > PARD__SLICE_NS) {
-            m->last_alive_check = now;
-            pard__private_respawn(m->c);
-            if ((rc = pard__daemon_alive(m->c)) != 0) {
-                fail_job(m, rc, "%s", pard_last_error());
-                break;
-            }
-        }
+        if (now - m->last_alive_check > PARD__SLICE_NS && look_around(m, now) != 0)
+            break;
         if (fed > 0 || got > 0) {
             m->quiet_looks = 0;
             continue;
@@ -1128,12 +1119,8 @@ static int run(struct map *m)
         rc = pard_wait_until(&m->job.ctl->results, result_wait_mode(m), map_ready, m,
                              now + PARD__SLICE_NS);
         if (rc == -ETIMEDOUT) {
-            m->last_alive_check = pard_now_ns();
-            pard__private_respawn(m->c);
-            if ((rc = pard__daemon_alive(m->c)) != 0) {
-                fail_job(m, rc, "%s", pard_last_error());
+            if (look_around(m, pard_now_ns()) != 0)
                 break;
-            }
             reconcile(m, false);
         }
     }

@@ -539,13 +539,18 @@ static int run_task(struct serve *s, uint64_t index, const void *in, size_t len)
 }
 
 /* Run one batch: lease it, run each task, push the results, clear the
- * lease. The batch is parts[0 .. nparts-1] merged (adjacent descriptors
- * taken as one run): each part's input records are walked from the part's
- * own offset, since the submitter may free a part's input once all its
- * tasks are delivered elsewhere (re-queued) while a later part is not. */
-static int run_batch(struct serve *s, const struct pard_task_desc *d,
-                     const struct pard_task_desc *parts, int nparts)
+ * lease. The batch is parts[0 .. nparts-1], adjacent descriptors taken as
+ * one run and leased as one: each part's input records are walked from the
+ * part's own offset, since the submitter may free a part's input once all
+ * its tasks are delivered elsewhere (re-queued) while a later part is not. */
+static int run_batch(struct serve *s, const struct pard_task_desc *parts, int nparts)
 {
+    struct pard_task_desc lease = parts[0];
+    for (int p = 1; p < nparts; p++) {
+        lease.count += parts[p].count;
+        lease.len += parts[p].len;
+    }
+    const struct pard_task_desc *d = &lease;
     struct pard_lane_ctl *ctl = s->lane.ctl;
     ctl->lease = *d;
     s->task_start_ns = pard_now_ns();
@@ -612,8 +617,7 @@ static pard_task_fn find_fn(const struct worker *w, const char *name)
 
 static bool desc_follows(const struct pard_task_desc *a, const struct pard_task_desc *b)
 {
-    return b->first == a->first + a->count && b->off == a->off + a->len &&
-           b->attempt == a->attempt && b->count <= UINT32_MAX - a->count;
+    return b->first == a->first + a->count && b->off == a->off + a->len && b->attempt == a->attempt;
 }
 
 static bool desc_joins(const void *prev, const void *next, void *arg)
@@ -682,15 +686,13 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
              * whole unless a slot of it was taken back, see ring.c). */
             for (int i = 0; i < n && rc == 0;) {
                 int from = i;
-                struct pard_task_desc d = run[i++];
-                while (i < n && desc_follows(&d, &run[i])) {
-                    d.count += run[i].count;
-                    d.len += run[i].len;
-                    i++;
-                }
-                rc = run_batch(&s, &d, run + from, i - from);
+                uint64_t count = run[i++].count;
+                while (i < n && desc_follows(&run[i - 1], &run[i]) &&
+                       count + run[i].count <= UINT32_MAX)
+                    count += run[i++].count;
+                rc = run_batch(&s, run + from, i - from);
                 if (rc == 0)
-                    w->served += d.count;
+                    w->served += count;
             }
             if (rc != 0 && rc != -PARD_ECANCELED && rc != -PARD_EDAEMON)
                 /* run_batch passes up bare codes from its lane: name the
