@@ -266,6 +266,9 @@ struct pard__job {
     uint32_t submitter_pid;
     struct pard_job_geometry geo; /* asked for (pending) / filled (live) */
     uint32_t timeout_ms;          /* per task, 0 = none */
+    uint32_t array;               /* 1: an array job; passed on to workers */
+    uint32_t item_size;           /* array job: bytes per item */
+    uint32_t result_size;         /* array job: bytes per result */
     enum pard_wait_mode wait_mode;
     int64_t created_ns;
     bool pending; /* waiting for --spawn workers to register */

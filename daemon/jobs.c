@@ -474,6 +474,9 @@ static bool assign(struct pard__session *w, struct pard__job *j, uint32_t lane)
     m->attach.timeout_ms = j->timeout_ms;
     m->attach.wait_mode = j->wait_mode;
     m->attach.shared = j->share ? j->share->handle : 0;
+    m->attach.array = j->array;
+    m->attach.item_size = j->item_size;
+    m->attach.result_size = j->result_size;
     snprintf(m->attach.function, sizeof(m->attach.function), "%s", j->function);
     pard__log_info("%s joins job %llu (%s) on lane %u", pard__session_desc(w),
                    (unsigned long long)j->id, j->function, lane);
@@ -608,6 +611,14 @@ void pard__job_submit(struct pard__session *s, const struct pard_msg_submit *sub
                                  d->cfg.max_jobs);
         return;
     }
+    if (sub->array > 1 || (!sub->array && (sub->item_size || sub->result_size))) {
+        pard__session_send_error(s, -EINVAL, 0,
+                                 "array must be 0 (records) or 1 (an array job); item_size and "
+                                 "result_size apply to array jobs only (got array %u, item_size "
+                                 "%u, result_size %u)",
+                                 sub->array, sub->item_size, sub->result_size);
+        return;
+    }
     struct pard_job_geometry geo = {
         .ring_capacity = sub->ring_capacity,
         .lanes = sub->max_lanes,
@@ -666,6 +677,9 @@ void pard__job_submit(struct pard__session *s, const struct pard_msg_submit *sub
     j->submitter_pid = (uint32_t)s->pid;
     j->geo = geo;
     j->timeout_ms = sub->timeout_ms;
+    j->array = sub->array;
+    j->item_size = sub->item_size;
+    j->result_size = sub->result_size;
     j->wait_mode = sub->has_wait_mode ? sub->wait_mode : d->cfg.wait_mode;
     j->created_ns = pard_now_ns();
     pard__list_push_back(&d->jobs, &j->link);

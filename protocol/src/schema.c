@@ -101,6 +101,9 @@ static const struct pard__field submit_fields[] = {
     FIELD(M, "max_lanes", PARD__U32, 0, submit.max_lanes),
     FIELD(M, "window", PARD__U32, 0, submit.window),
     FIELD(M, "shared", PARD__U64, 0, submit.shared),
+    FIELD(M, "array", PARD__U32, 0, submit.array),
+    FIELD(M, "item_size", PARD__U32, 0, submit.item_size),
+    FIELD(M, "result_size", PARD__U32, 0, submit.result_size),
 };
 
 static const struct pard__field job_fields[] = {
@@ -116,6 +119,9 @@ static const struct pard__field attach_fields[] = {
     FIELD(M, "timeout_ms", PARD__U32, REQ, attach.timeout_ms),
     FIELD(M, "wait_mode", PARD__WAIT, REQ, attach.wait_mode),
     FIELD(M, "shared", PARD__U64, 0, attach.shared),
+    FIELD(M, "array", PARD__U32, 0, attach.array),
+    FIELD(M, "item_size", PARD__U32, 0, attach.item_size),
+    FIELD(M, "result_size", PARD__U32, 0, attach.result_size),
 };
 
 static const struct pard__field share_fields[] = {

@@ -13,7 +13,9 @@
  *          lane L is written by the one worker the daemon gave it to and
  *          read by the submitter
  *   DONE   window × uint64: done[i % window] == i + 1 once task i's
- *          result was delivered (written by the submitter)
+ *          result was delivered (written by the submitter from the
+ *          first re-queue on: only a re-queued descriptor, attempt > 0,
+ *          makes a worker read them)
  *
  * Who writes what:
  *   - the daemon: job state (cancel/end), lane state and pid on assignment,
@@ -30,6 +32,14 @@
  * records (status 0); an output batch holds one record per task of the
  * result descriptor, status 0 (result), PARD_REC_ERROR (message) or
  * PARD_REC_SKIPPED (already delivered, nothing to say).
+ *
+ * An array job (submit's `array`, pard_map_array) has fixed-size items and
+ * results instead: an input span is `count` items of item_size bytes back
+ * to back; a result span is `count` results of result_size bytes, padded
+ * to 8 (pard_array_bytes), then one record for each task of the span that
+ * has no value, in task order: status PARD_REC_ERROR with a payload of the
+ * task's index (uint64) and the message, or PARD_REC_SKIPPED with the index
+ * alone. The value bytes of such a task are meaningless.
  *
  * Everything here is read from shared memory by processes that do not trust
  * each other: pard_job_attach validates the geometry once into a private
@@ -92,6 +102,14 @@ enum { PARD_REC_OK = 0, PARD_REC_ERROR = 1, PARD_REC_SKIPPED = 2 };
 static inline uint64_t pard_record_size(uint64_t len)
 {
     return (sizeof(struct pard_record) + len + 7) & ~(uint64_t)7;
+}
+
+/* Bytes of the values of `count` results of `size` bytes in an array job's
+ * result span (and of `count` items in its input span, which take no
+ * padding of their own). */
+static inline uint64_t pard_array_bytes(uint64_t count, uint64_t size)
+{
+    return (count * size + 7) & ~(uint64_t)7;
 }
 
 enum pard_job_state {

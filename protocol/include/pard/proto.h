@@ -186,6 +186,10 @@ struct pard_msg_submit {
     uint32_t max_lanes;               /* most workers on this job */
     uint32_t window;                  /* most outstanding tasks */
     uint64_t shared;                  /* a shared block's handle; 0 = none */
+    uint32_t array;                   /* 1: an array job (fixed-size items and
+                                         results, docs/protocol.md); 0: records */
+    uint32_t item_size;               /* array job: bytes per input item */
+    uint32_t result_size;             /* array job: bytes per result */
 };
 
 /* job — daemon → submitter, with the job region's descriptor. */
@@ -204,6 +208,9 @@ struct pard_msg_attach {
     enum pard_wait_mode wait_mode;    /* required */
     uint64_t shared;                  /* optional: the job's shared block, sent
                                          just before in a `share`; 0 = none */
+    uint32_t array;                   /* optional: 1 for an array job */
+    uint32_t item_size;               /* optional: array job, bytes per item */
+    uint32_t result_size;             /* optional: array job, bytes per result */
 };
 
 /* share — submitter → daemon with a region fd: register a read-only block
