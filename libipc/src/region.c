@@ -210,6 +210,25 @@ void *pard_region_section(const struct pard_region *r, uint32_t index, uint64_t 
     return (char *)r->base + r->sections[index].offset;
 }
 
+int pard_region_prefault(const struct pard_region *r, void *addr, size_t len, bool write)
+{
+#if defined(MADV_POPULATE_WRITE) && defined(MADV_POPULATE_READ)
+    uint8_t *base = r->base, *p = addr;
+    if (!base || p < base || len > r->size || (size_t)(p - base) > r->size - len)
+        return -EINVAL;
+    /* madvise takes page-aligned starts: round down to the page. */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = (uintptr_t)p & ~(page - 1);
+    if (madvise((void *)start, len + ((uintptr_t)p - start),
+                write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) != 0)
+        return -errno;
+    return 0;
+#else
+    (void)r, (void)addr, (void)len, (void)write;
+    return -ENOSYS;
+#endif
+}
+
 void *pard_region_find(const struct pard_region *r, uint32_t kind, uint64_t *size)
 {
     for (uint32_t i = 0; i < r->nsections; i++)

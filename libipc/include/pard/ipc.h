@@ -214,6 +214,15 @@ int pard_region_attach(struct pard_region *r, int fd, uint32_t user_version);
  */
 void *pard_region_find(const struct pard_region *r, uint32_t kind, uint64_t *size);
 
+/*
+ * pard_region_prefault - map the pages of [addr, addr + len) (inside a
+ * mapping of r) into this process at once, with one system call instead of
+ * a page fault per page touched (MADV_POPULATE_WRITE, or _READ when
+ * !write). Only a hint: on a kernel without it (before Linux 5.14), the
+ * pages fault in as they are touched. Returns 0 or a negative errno.
+ */
+int pard_region_prefault(const struct pard_region *r, void *addr, size_t len, bool write);
+
 /* pard_region_section - the index-th validated section, or NULL. */
 void *pard_region_section(const struct pard_region *r, uint32_t index, uint64_t *size);
 
