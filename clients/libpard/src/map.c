@@ -23,39 +23,39 @@
 
 #include "internal.h"
 
-/* Per-task state in the window. */
+/*
+ * Per task in the window (task i at i & (W-1)), in three arrays: its state
+ * (one byte, so that an array map's per-task passes are short loops over
+ * bytes), its counts of retries and deaths, and its result while held for
+ * ordered delivery.
+ */
 enum { SLOT_FREE = 0, SLOT_PENDING, SLOT_HELD, SLOT_DONE };
+#define SLOTS8(state) (0x0101010101010101ull * (state)) /* eight slots in one word */
+
+struct counts {
+    uint64_t task;  /* the task they count, + 1: a slot's counts start at 0 for each task */
+    uint8_t tries;  /* retries used after timeouts and crashes */
+    uint8_t deaths; /* workers that died holding it without a crash mark */
+    uint8_t spared; /* re-queues without a death: its worker died on another task */
+    uint8_t unused;
+};
 
 /* A held result of up to this many bytes is kept in its slot, not in a
  * malloc'd copy: most results of short tasks are numbers. */
 #define SLOT_INLINE 8
 
-struct slot {
-    uint8_t state;  /* SLOT_* */
-    uint8_t tries;  /* retries used after timeouts and crashes */
-    uint8_t deaths; /* workers that died holding it without a crash mark */
-    uint8_t spared; /* re-queues without a death: its worker died on another task */
-    int32_t status; /* HELD: the result's status */
-    uint32_t len;   /* HELD: bytes of the result */
+struct held {
+    int32_t status; /* the result's status */
+    uint32_t len;   /* bytes of the result */
     union {
-        uint8_t *data;              /* HELD, len > SLOT_INLINE: a private copy */
-        uint8_t small[SLOT_INLINE]; /* HELD, len <= SLOT_INLINE: the bytes */
+        uint8_t *data;              /* len > SLOT_INLINE: a private copy */
+        uint8_t small[SLOT_INLINE]; /* len <= SLOT_INLINE: the bytes */
     };
 };
 
-/* A fresh task in a slot that served task i - W before: nothing of that
- * task's retries or deaths may carry over. */
-static inline void slot_begin(struct slot *s)
+static inline const uint8_t *held_bytes(const struct held *h)
 {
-    s->state = SLOT_PENDING;
-    s->tries = 0;
-    s->deaths = 0;
-    s->spared = 0;
-}
-
-static inline const uint8_t *held_bytes(const struct slot *s)
-{
-    return s->len <= SLOT_INLINE ? s->small : s->data;
+    return h->len <= SLOT_INLINE ? h->small : h->data;
 }
 
 /* A batch as submitted, for re-queueing sub-ranges and reclaiming input. */
@@ -89,14 +89,23 @@ struct map {
     struct pard_map_opts opts;
     struct pard_map_stats stats;
 
+    /* pard_map_array: items in, results out, no call per task */
+    bool array;
+    const uint8_t *items;
+    uint8_t *results;
+    uint64_t nitems;
+    uint64_t item_size, result_size;
+
     struct pard_job job;
     struct pard_lane *lanes; /* geo.lanes views */
     uint64_t job_id;
     uint64_t W; /* window */
 
-    struct slot *slots; /* W entries, index & (W-1) */
-    uint64_t low;       /* every index below is delivered */
-    uint64_t next;      /* next index to take from the input */
+    uint8_t *state;        /* W entries each, index & (W-1): SLOT_* */
+    struct counts *counts; /* retries and deaths */
+    struct held *held;     /* results held for order */
+    uint64_t low;          /* every index below is delivered */
+    uint64_t next;         /* next index to take from the input */
     bool input_done;
 
     struct batch *batches; /* FIFO of W entries */
@@ -118,6 +127,9 @@ struct map {
     double task_ns;   /* auto: measured time per task (moving average), 0 = unknown */
     double out_bytes; /* output bytes per task (moving average), for naps */
     bool reclaiming;  /* push_desc just took a stuck task-ring slot back */
+    /* Done marks are written once a task was re-queued: only a re-queued
+     * descriptor (attempt > 0) makes a worker read them. */
+    bool marking;
     uint32_t nactive; /* lanes with a worker, at the last look */
 
     uint32_t seen_epoch;
@@ -128,9 +140,31 @@ struct map {
     int error; /* first fatal error */
 };
 
-static inline struct slot *slot_of(struct map *m, uint64_t i)
+static inline uint8_t *state_of(const struct map *m, uint64_t i)
 {
-    return &m->slots[i & (m->W - 1)];
+    return &m->state[i & (m->W - 1)];
+}
+
+/* Task i's counts, zero until a death or retry is counted: reset when
+ * first looked at, not for every task fed (most never need them). */
+static inline struct counts *counts_of(const struct map *m, uint64_t i)
+{
+    struct counts *c = &m->counts[i & (m->W - 1)];
+    if (c->task != i + 1)
+        *c = (struct counts){.task = i + 1};
+    return c;
+}
+
+/* Fresh tasks [from, to), pending (their counts start at 0 by counts_of). */
+static void tasks_begin(struct map *m, uint64_t from, uint64_t to)
+{
+    while (from < to) {
+        uint64_t at = from & (m->W - 1), n = to - from;
+        if (n > m->W - at)
+            n = m->W - at; /* up to the end of the array, then from 0 */
+        memset(m->state + at, SLOT_PENDING, n);
+        from += n;
+    }
 }
 
 static int fail_job(struct map *m, int code, const char *fmt, ...)
@@ -212,7 +246,8 @@ static inline void call_back(struct map *m, uint64_t index, int status, const vo
     m->stats.tasks++;
     if (status != 0)
         m->stats.failed++;
-    atomic_store_explicit(&m->job.done[index & (m->W - 1)], index + 1, memory_order_release);
+    if (m->marking)
+        atomic_store_explicit(&m->job.done[index & (m->W - 1)], index + 1, memory_order_release);
     if (__builtin_expect(m->bar, 0))
         draw_bar(m, false);
     if (__builtin_expect(rc != 0, 0))
@@ -244,25 +279,41 @@ static inline void release_inputs(struct map *m)
  * give back the input space of batches that are wholly delivered. */
 static void advance(struct map *m)
 {
+    const uint64_t mask = m->W - 1;
+    uint8_t *const state = m->state;
     while (m->low < m->next && m->error == 0) {
-        struct slot *s = slot_of(m, m->low);
-        if (s->state == SLOT_HELD) {
-            call_back(m, m->low, s->status, held_bytes(s), s->len);
-            if (s->len > SLOT_INLINE)
-                free(s->data);
-            s->data = NULL;
-            s->state = SLOT_DONE;
+        /* Delivered already (array values, unordered results): pass them,
+         * eight at a time where aligned. */
+        uint64_t i = m->low, next = m->next, eight;
+        for (;;) {
+            if ((i & 7) == 0 && next - i >= 8 &&
+                (memcpy(&eight, &state[i & mask], 8), eight == SLOTS8(SLOT_DONE))) {
+                eight = SLOTS8(SLOT_FREE);
+                memcpy(&state[i & mask], &eight, 8);
+                i += 8;
+            } else if (i < next && state[i & mask] == SLOT_DONE) {
+                state[i++ & mask] = SLOT_FREE;
+            } else {
+                break;
+            }
         }
-        if (s->state != SLOT_DONE)
+        m->low = i;
+        if (i == m->next || m->state[i & mask] != SLOT_HELD)
             break;
-        s->state = SLOT_FREE;
+        struct held *h = &m->held[i & mask];
+        call_back(m, i, h->status, held_bytes(h), h->len);
+        if (h->len > SLOT_INLINE)
+            free(h->data);
+        h->data = NULL;
+        m->state[i & mask] = SLOT_FREE;
         m->low++;
     }
     release_inputs(m);
 }
 
-static void hold_result(struct map *m, struct slot *s, int status, const void *data, size_t len)
+static void hold_result(struct map *m, uint64_t i, int status, const void *data, size_t len)
 {
+    struct held *s = &m->held[i & (m->W - 1)];
     if (len <= SLOT_INLINE) {
         memcpy(s->small, data, len);
     } else {
@@ -275,7 +326,7 @@ static void hold_result(struct map *m, struct slot *s, int status, const void *d
     }
     s->len = (uint32_t)len;
     s->status = status;
-    s->state = SLOT_HELD;
+    *state_of(m, i) = SLOT_HELD;
 }
 
 /* A result (or error) for task i arrived: deliver it now, hold it for
@@ -287,17 +338,17 @@ static inline void accept_result(struct map *m, uint64_t i, int status, const vo
         m->stats.dropped++;
         return;
     }
-    struct slot *s = slot_of(m, i);
-    if (s->state != SLOT_PENDING) {
+    uint8_t *state = state_of(m, i);
+    if (*state != SLOT_PENDING) {
         m->stats.dropped++; /* a re-queued task's second result */
         return;
     }
     if (i == m->low) {
         /* The next in order: deliver it, then whatever waited behind it. */
         call_back(m, i, status, data, len);
-        s->state = SLOT_FREE;
+        *state = SLOT_FREE;
         m->low++;
-        if (m->low < m->next && slot_of(m, m->low)->state >= SLOT_HELD)
+        if (m->low < m->next && *state_of(m, m->low) >= SLOT_HELD)
             advance(m);
         else
             release_inputs(m);
@@ -305,10 +356,10 @@ static inline void accept_result(struct map *m, uint64_t i, int status, const vo
     }
     if (m->opts.unordered) {
         call_back(m, i, status, data, len);
-        s->state = SLOT_DONE; /* `low` passes it when it gets here */
+        *state = SLOT_DONE; /* `low` passes it when it gets here */
         return;
     }
-    hold_result(m, s, status, data, len);
+    hold_result(m, i, status, data, len);
 }
 
 static void fail_task(struct map *m, uint64_t i, int code, const char *fmt, ...)
@@ -510,6 +561,9 @@ static uint32_t next_batch_size(struct map *m)
     return m->batch;
 }
 
+static int feed_records(struct map *m, uint32_t batch, uint64_t stop);
+static int feed_items(struct map *m, uint32_t batch, uint64_t stop);
+
 /* Move re-queued descriptors and fresh inputs into the ring while there is
  * room. Returns how many descriptors went in, or a negative error. */
 static int feed(struct map *m)
@@ -524,11 +578,42 @@ static int feed(struct map *m)
         moved++;
     }
     uint32_t batch = next_batch_size(m);
-    uint64_t limit = m->job.input.capacity / 2;
     /* Return now and then to take results: with workers that keep up, the
      * ring never fills, and results (the caller's callbacks, the progress
      * bar) would otherwise wait until every input is read. */
     uint64_t stop = m->next + (batch > FEED_MAX ? batch : FEED_MAX);
+    int rc = m->array ? feed_items(m, batch, stop) : feed_records(m, batch, stop);
+    if (rc < 0)
+        return rc;
+    moved += rc;
+    /* Stopped by the cap with nothing pushed (inputs failed as too big,
+     * say): still progress, so the caller looks again at once. */
+    if (moved == 0 && !m->input_done && m->next >= stop)
+        moved = 1;
+    /* Whatever stopped us, let workers start on the partial batch. */
+    if (m->cur.count > 0 && m->error == 0) {
+        if ((rc = flush_cur(m)) != 0)
+            return rc;
+        moved++;
+    }
+    if (m->error == 0 && (rc = push_pending(m)) != 0)
+        return rc;
+    return moved;
+}
+
+/* Room to start a batch: in the window, and in the ring for it and one
+ * more descriptor (only our own pushes take room). */
+static bool batch_room(struct map *m, uint64_t stop)
+{
+    return m->next - m->low < m->W && ring_room(m) - (int64_t)m->npending >= 2 && m->next < stop &&
+           !pard__cancelled(m->c);
+}
+
+/* pard_map: take inputs from the callback one at a time, as records. */
+static int feed_records(struct map *m, uint32_t batch, uint64_t stop)
+{
+    int moved = 0;
+    uint64_t limit = m->job.input.capacity / 2;
     while (!m->input_done && m->error == 0) {
         if (m->cur.count >= batch) {
             int rc = flush_cur(m);
@@ -538,8 +623,7 @@ static int feed(struct map *m)
         }
         /* Room for the batch being filled and one more descriptor, checked
          * as a batch starts: only our own pushes take room. */
-        if (m->next - m->low >= m->W ||
-            (m->cur.count == 0 && (ring_room(m) - (int64_t)m->npending < 2 || m->next >= stop)) ||
+        if (m->next - m->low >= m->W || (m->cur.count == 0 && !batch_room(m, stop)) ||
             pard__cancelled(m->c))
             break;
         const void *data;
@@ -566,7 +650,7 @@ static int feed(struct map *m)
             if (rc != 0)
                 return rc;
             uint64_t i = m->next++;
-            slot_begin(slot_of(m, i));
+            tasks_begin(m, i, i + 1);
             m->has_carry = false;
             fail_task(m, i, -PARD_ETOOBIG,
                       "input %llu is %zu bytes, over the job's limit of %llu bytes per input",
@@ -602,24 +686,59 @@ static int feed(struct map *m)
         m->cur.count++;
         m->cur.len += size;
         m->cur_end = span.end;
-        slot_begin(slot_of(m, m->next));
+        tasks_begin(m, m->next, m->next + 1);
         m->next++;
     }
-    /* Stopped by the cap with nothing pushed (inputs failed as too big,
-     * say): still progress, so the caller looks again at once. */
-    if (moved == 0 && !m->input_done && m->next >= stop)
-        moved = 1;
-    /* Whatever stopped us, let workers start on the partial batch. */
-    if (m->cur.count > 0 && m->error == 0) {
-        int rc = flush_cur(m);
-        if (rc != 0)
+    return m->error ? m->error : moved;
+}
+
+/* pard_map_array: a whole batch of items at once, one arena span and one
+ * copy, and nothing per task but its window slot. */
+static int feed_items(struct map *m, uint32_t batch, uint64_t stop)
+{
+    int moved = 0;
+    /* As for records: no batch takes more than half the arena. */
+    uint64_t most = m->item_size ? m->job.input.capacity / 2 / m->item_size : UINT32_MAX;
+    while (!m->input_done && m->error == 0 && batch_room(m, stop)) {
+        /* Auto-batching: until a result says how long a task takes, a few
+         * small batches only, one or two per worker; after that the size
+         * grows (at most twofold) batch by batch, not feed by feed. */
+        if (m->opts.batch == PARD_BATCH_AUTO) {
+            if (m->task_ns <= 0 && moved >= 2 * (int)(m->nactive ? m->nactive : 2))
+                break;
+            if (moved > 0)
+                batch = next_batch_size(m);
+        }
+        uint64_t k = m->nitems - m->next;
+        if (k == 0) {
+            m->input_done = true;
+            break;
+        }
+        if (k > batch)
+            k = batch;
+        if (k > m->W - (m->next - m->low))
+            k = m->W - (m->next - m->low);
+        if (k > most)
+            k = most;
+        uint64_t bytes = k * m->item_size;
+        struct pard_span span;
+        int rc = pard_arena_alloc(&m->job.input, bytes > 8 ? bytes : 8, &span);
+        if (rc < 0)
+            return fail_job(m, rc, "the input arena is corrupted: %s", pard_strerror(rc));
+        if (rc == 1)
+            break; /* full until results come back */
+        if (bytes)
+            memcpy(pard_arena_ptr(&m->job.input, span.off), m->items + m->next * m->item_size,
+                   bytes);
+        m->cur = (struct pard_task_desc){
+            .first = m->next, .count = (uint32_t)k, .attempt = 0, .off = span.off, .len = bytes};
+        m->cur_end = span.end;
+        tasks_begin(m, m->next, m->next + k);
+        m->next += k;
+        m->input_done = m->next == m->nitems;
+        if ((rc = flush_cur(m)) != 0)
             return rc;
         moved++;
-    }
-    if (m->error == 0) {
-        int rc = push_pending(m);
-        if (rc != 0)
-            return rc;
     }
     return moved;
 }
@@ -655,6 +774,7 @@ static int add_requeue(struct map *m, const struct pard_task_desc *d)
         m->requeue_cap = cap;
     }
     m->requeue[m->nrequeue++] = *d;
+    m->marking = true;
     m->stats.requeued += d->count;
     atomic_store_explicit(&m->job.ctl->requeued, m->stats.requeued, memory_order_relaxed);
     return 0;
@@ -664,13 +784,14 @@ static int add_requeue(struct map *m, const struct pard_task_desc *d)
  * Re-queue the pending tasks in [from, to) that `want` selects (NULL: all),
  * as runs of consecutive tasks within one batch (so each run's inputs are
  * contiguous). Our own input records are walked with bounds checks: a
- * worker could have scribbled on the input arena.
+ * worker could have scribbled on the input arena (an array job's items
+ * have no headers to scribble on).
  */
 static void requeue_range(struct map *m, uint64_t from, uint64_t to, const bool *want)
 {
     uint64_t i = from;
     while (i < to && m->error == 0) {
-        if ((want && !want[i - from]) || slot_of(m, i)->state != SLOT_PENDING) {
+        if ((want && !want[i - from]) || *state_of(m, i) != SLOT_PENDING) {
             i++;
             continue;
         }
@@ -686,12 +807,14 @@ static void requeue_range(struct map *m, uint64_t from, uint64_t to, const bool 
         uint32_t run_count = 0;
         uint8_t attempt = 0;
         for (; k < b->first + b->count; k++) {
-            uint64_t pos = it.pos;
+            /* An array job's items have one size: nothing to walk. */
+            uint64_t pos = m->array ? (k - b->first) * m->item_size : it.pos;
             struct pard_record rec;
             const void *payload;
-            int got = pard_records_next(&it, &rec, &payload);
-            bool take = k >= i && k < to && (!want || want[k - from]) &&
-                        slot_of(m, k)->state == SLOT_PENDING;
+            int got = m->array ? 1 : pard_records_next(&it, &rec, &payload);
+            uint64_t size = m->array ? m->item_size : it.pos - pos;
+            bool take =
+                k >= i && k < to && (!want || want[k - from]) && *state_of(m, k) == SLOT_PENDING;
             if (take && got != 1) {
                 fail_task(m, k, -PARD_ECORRUPT,
                           "the input of task %llu was overwritten in shared memory",
@@ -705,8 +828,8 @@ static void requeue_range(struct map *m, uint64_t from, uint64_t to, const bool 
                     run_len = 0;
                 }
                 run_count++;
-                run_len += it.pos - pos;
-                uint8_t t = slot_of(m, k)->tries + slot_of(m, k)->deaths;
+                run_len += size;
+                uint8_t t = counts_of(m, k)->tries + counts_of(m, k)->deaths;
                 if (t > attempt)
                     attempt = t;
             }
@@ -735,6 +858,97 @@ static int lane_corrupt(struct map *m, uint32_t li, const char *what)
                     li, (int)atomic_load(&m->lanes[li].ctl->pid), what);
 }
 
+/*
+ * An array job's results for tasks [from, to), back to back at src: copied
+ * into the caller's array a run at a time, skipping tasks that are not
+ * pending (a re-queued task's second result).
+ */
+static void take_values(struct map *m, uint64_t from, uint64_t to, const uint8_t *src)
+{
+    const uint64_t rs = m->result_size, mask = m->W - 1;
+    uint8_t *const state = m->state;
+    _Atomic uint64_t *const done = m->job.done;
+    if (from < m->low) { /* a second result of tasks delivered already */
+        uint64_t old = (to < m->low ? to : m->low) - from;
+        m->stats.dropped += old;
+        src += old * rs;
+        from += old;
+    }
+    /* [from, to) now lies in [low, next) (drain_lane checked `to`). */
+    uint64_t run = from, taken = 0;
+    for (uint64_t i = from; i < to;) {
+        /* Eight at a time where they are aligned (W is a multiple of 8, so
+         * they never wrap), the common case: all pending. */
+        uint64_t eight;
+        if ((i & 7) == 0 && to - i >= 8 &&
+            (memcpy(&eight, &state[i & mask], 8), eight == SLOTS8(SLOT_PENDING))) {
+            eight = SLOTS8(SLOT_DONE);
+            memcpy(&state[i & mask], &eight, 8);
+            for (uint64_t k = i; m->marking && k < i + 8; k++)
+                atomic_store_explicit(&done[k & mask], k + 1, memory_order_release);
+            taken += 8;
+            i += 8;
+            continue;
+        }
+        if (state[i & mask] == SLOT_PENDING) {
+            state[i & mask] = SLOT_DONE; /* `low` passes it in advance() */
+            if (m->marking)
+                atomic_store_explicit(&done[i & mask], i + 1, memory_order_release);
+            taken++;
+            i++;
+            continue;
+        }
+        m->stats.dropped++; /* a re-queued task's second result */
+        if (i > run && rs)
+            memcpy(m->results + run * rs, src + (run - from) * rs, (i - run) * rs);
+        run = ++i;
+    }
+    if (to > run && rs)
+        memcpy(m->results + run * rs, src + (run - from) * rs, (to - run) * rs);
+    m->stats.tasks += taken;
+}
+
+/*
+ * One result span of an array job (job.h): the values of d->count tasks,
+ * then a record for each task without a value, in task order. The records
+ * split the values into runs; each task is taken exactly once.
+ */
+static int take_array_span(struct map *m, uint32_t li, const struct pard_result_desc *d,
+                           const uint8_t *base)
+{
+    const uint64_t vals = pard_array_bytes(d->count, m->result_size);
+    if (d->len < vals)
+        return lane_corrupt(m, li, "an array result span shorter than its values");
+    struct pard_records it;
+    pard_records_init(&it, base + vals, d->len - vals);
+    uint64_t i = d->first, end = d->first + d->count;
+    while (m->error == 0) {
+        struct pard_record rec;
+        const void *payload = NULL;
+        int got = pard_records_next(&it, &rec, &payload);
+        if (got < 0)
+            return lane_corrupt(m, li, "a result record that runs past its span");
+        uint64_t index = end;
+        if (got == 1) {
+            if (rec.len < 8)
+                return lane_corrupt(m, li, "an array result record without its task index");
+            memcpy(&index, payload, 8);
+            if (index < i || index >= end)
+                return lane_corrupt(m, li, "an array result record for a task not in its span");
+        }
+        take_values(m, i, index, base + (i - d->first) * m->result_size);
+        if (got == 0)
+            break;
+        if (rec.status != PARD_REC_SKIPPED)
+            accept_result(m, index, -PARD_ETASK, (const uint8_t *)payload + 8, rec.len - 8);
+        i = index + 1;
+    }
+    if (__builtin_expect(m->bar, 0))
+        draw_bar(m, false);
+    advance(m);
+    return m->error;
+}
+
 /* Take every result descriptor waiting in lane li. Returns how many. */
 static int drain_lane(struct map *m, uint32_t li)
 {
@@ -760,6 +974,14 @@ static int drain_lane(struct map *m, uint32_t li)
             }
             double bytes = (double)d[k].len / d[k].count;
             m->out_bytes = m->out_bytes > 0 ? 0.75 * m->out_bytes + 0.25 * bytes : bytes;
+            if (m->array) {
+                int rc = take_array_span(m, li, &d[k], base);
+                if (rc != 0)
+                    return rc;
+                if (pard_arena_release(&lane->output, d[k].end) != 0)
+                    return lane_corrupt(m, li, "an output arena position out of range");
+                continue;
+            }
             struct pard_records it;
             pard_records_init(&it, base, d[k].len);
             for (uint32_t j = 0; j < d[k].count && m->error == 0; j++) {
@@ -810,8 +1032,8 @@ static int reclaim_lane(struct map *m, uint32_t li)
             if (!want)
                 return fail_job(m, -ENOMEM, "out of memory re-queueing tasks");
             for (uint64_t i = from; i < to; i++) {
-                struct slot *s = slot_of(m, i);
-                if (s->state != SLOT_PENDING)
+                struct counts *s = counts_of(m, i);
+                if (*state_of(m, i) != SLOT_PENDING)
                     continue;
                 bool culprit = i == current && (death == PARD_DEATH_TIMEOUT || sig != 0);
                 if (culprit && s->tries < m->opts.retries) {
@@ -949,6 +1171,9 @@ static int start_job(struct map *m)
     msg->submit.wait_mode = m->opts.wait_mode;
     msg->submit.max_lanes = m->opts.max_workers;
     msg->submit.shared = m->opts.shared;
+    msg->submit.array = m->array;
+    msg->submit.item_size = (uint32_t)m->item_size;
+    msg->submit.result_size = (uint32_t)m->result_size;
     int rc = pard__send(m->c, msg, -1);
     int fd = -1;
     while (rc == 0) {
@@ -972,11 +1197,21 @@ static int start_job(struct map *m)
     if (rc != 0)
         return pard__set_error(m->c, rc, "cannot attach to job %llu: %s",
                                (unsigned long long)m->job_id, pard_strerror(rc));
+    if (m->array) {
+        /* The items will fill this much of the input arena: map its pages
+         * now in one call (a fault per 4 KiB page costs microseconds). */
+        uint64_t bytes = m->nitems * m->item_size;
+        if (bytes > m->job.input.capacity)
+            bytes = m->job.input.capacity;
+        pard_region_prefault(&m->job.region, m->job.input.data, bytes, true);
+    }
     m->W = m->job.geo.window;
     m->lanes = calloc(m->job.geo.lanes, sizeof(*m->lanes));
-    m->slots = calloc(m->W, sizeof(*m->slots));
+    m->state = calloc(m->W, sizeof(*m->state));
+    m->counts = calloc(m->W, sizeof(*m->counts));
+    m->held = calloc(m->W, sizeof(*m->held));
     m->batches = calloc(m->W, sizeof(*m->batches));
-    if (!m->lanes || !m->slots || !m->batches)
+    if (!m->lanes || !m->state || !m->counts || !m->held || !m->batches)
         return pard__set_error(m->c, -ENOMEM, "out of memory for job %llu",
                                (unsigned long long)m->job_id);
     for (uint32_t li = 0; li < m->job.geo.lanes; li++)
@@ -994,11 +1229,13 @@ static void end_job(struct map *m)
         msg->job_end.job_id = m->job_id;
         pard__send(m->c, msg, -1); /* a dead daemon needs no goodbye */
     }
-    if (m->slots)
+    if (m->state && m->held)
         for (uint64_t i = 0; i < m->W; i++)
-            if (m->slots[i].state == SLOT_HELD && m->slots[i].len > SLOT_INLINE)
-                free(m->slots[i].data);
-    free(m->slots);
+            if (m->state[i] == SLOT_HELD && m->held[i].len > SLOT_INLINE)
+                free(m->held[i].data);
+    free(m->state);
+    free(m->counts);
+    free(m->held);
     free(m->batches);
     free(m->lanes);
     free(m->carry);
@@ -1024,13 +1261,12 @@ static enum pard_wait_mode result_wait_mode(const struct map *m)
 
 /*
  * When the task ring holds plenty of work, nothing needs the submitter for
- * a while: it naps through part of it, without asking to be woken, so
- * workers never pay a wake-up system call for it and it does not take a
- * core from them. (Waiting for each result instead, with tasks of a few
- * microseconds, made three busy processes of two workers on two cores.)
- * The nap is half the time the queued work lasts, bounded by half the time
- * a lane's result ring and output arena take to fill, and NAP_MAX_NS; under
- * NAP_MIN_NS a sleep is not worth its wake-up. Returns 0 for no nap.
+ * a while: it naps through part of it (also right after taking results), without asking to be
+ * woken, so workers never pay a wake-up system call for it and it does not take a core from them.
+ * (Waiting for each result instead, with tasks of a few microseconds, made three busy processes of
+ * two workers on two cores.) The nap is half the time the queued work lasts, bounded by half the
+ * time a lane's result ring and output arena take to fill, and NAP_MAX_NS; under NAP_MIN_NS a sleep
+ * is not worth its wake-up. Returns 0 for no nap.
  */
 #define NAP_MIN_NS 50000.0
 #define NAP_MAX_NS 2000000.0
@@ -1066,9 +1302,27 @@ static int look_around(struct map *m, int64_t now)
     return rc != 0 ? fail_job(m, rc, "%s", pard_last_error()) : 0;
 }
 
+/* An array job's items and results must fit its arenas as records do:
+ * an item in half the input arena, a result (with room for an error
+ * message beside it) in a quarter of a lane's output arena. */
+static int check_array_sizes(struct map *m)
+{
+    uint64_t in_max = m->job.input.capacity / 2, out_max = m->job.geo.output_arena / 4;
+    if (m->item_size > in_max || m->result_size > out_max)
+        return fail_job(m, -PARD_ETOOBIG,
+                        "items of %llu bytes and results of %llu bytes: an array map takes items "
+                        "of at most %llu bytes and results of at most %llu; map larger ones "
+                        "with pard_map",
+                        (unsigned long long)m->item_size, (unsigned long long)m->result_size,
+                        (unsigned long long)in_max, (unsigned long long)out_max);
+    return 0;
+}
+
 static int run(struct map *m)
 {
     int rc = start_job(m);
+    if (rc == 0 && m->array)
+        rc = check_array_sizes(m);
     if (rc != 0)
         return rc;
     int64_t t0 = pard_now_ns();
@@ -1106,14 +1360,17 @@ static int run(struct map *m)
          * busy, or woken with nothing to do. */
         if (now - m->last_alive_check > PARD__SLICE_NS && look_around(m, now) != 0)
             break;
-        if (fed > 0 || got > 0) {
-            m->quiet_looks = 0;
-            continue;
-        }
+        /* Nap whenever the ring holds plenty, even right after moving
+         * results: going round again at once for the next few would keep
+         * this process busy beside the workers for the whole map. */
         int64_t nap = nap_ns(m);
         if (nap > 0) {
             struct timespec ts = {.tv_sec = 0, .tv_nsec = nap};
             nanosleep(&ts, NULL);
+            continue;
+        }
+        if (fed > 0 || got > 0) {
+            m->quiet_looks = 0;
             continue;
         }
         rc = pard_wait_until(&m->job.ctl->results, result_wait_mode(m), map_ready, m,
@@ -1131,6 +1388,36 @@ static int run(struct map *m)
     return m->error;
 }
 
+/* A map on c: the options, then run() with the inputs the caller set. */
+static struct map *map_new(struct pard_client *c, const char *function,
+                           const struct pard_map_opts *opts)
+{
+    struct map *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->c = c;
+    m->function = function;
+    if (opts)
+        m->opts = *opts;
+    m->batch = 1;
+    if (m->opts.retries > UINT8_MAX) /* slot.tries counts to 255 */
+        m->opts.retries = UINT8_MAX;
+    return m;
+}
+
+static int map_run(struct map *m, struct pard_map_stats *stats)
+{
+    int rc = run(m);
+    /* A cancel applies to the map it interrupted (or, sent between maps,
+     * to the next one): once a map is over, it is spent. */
+    atomic_store_explicit(&m->c->cancel, 0, memory_order_relaxed);
+    end_job(m);
+    if (stats)
+        *stats = m->stats;
+    free(m);
+    return rc;
+}
+
 int pard_map(struct pard_client *c, const char *function, pard_input_fn next_input,
              pard_result_fn on_result, void *arg, const struct pard_map_opts *opts,
              struct pard_map_stats *stats)
@@ -1139,26 +1426,50 @@ int pard_map(struct pard_client *c, const char *function, pard_input_fn next_inp
         return -EINVAL;
     if (!pard_name_valid(function))
         return pard__set_error(c, -EINVAL, "'%s' is not a valid function name", function);
-    struct map *m = calloc(1, sizeof(*m));
+    struct map *m = map_new(c, function, opts);
     if (!m)
         return -ENOMEM;
-    m->c = c;
-    m->function = function;
     m->next_input = next_input;
     m->on_result = on_result;
     m->arg = arg;
-    if (opts)
-        m->opts = *opts;
-    m->batch = 1;
-    if (m->opts.retries > UINT8_MAX) /* slot.tries counts to 255 */
-        m->opts.retries = UINT8_MAX;
-    int rc = run(m);
-    /* A cancel applies to the map it interrupted (or, sent between maps,
-     * to the next one): once a map is over, it is spent. */
-    atomic_store_explicit(&c->cancel, 0, memory_order_relaxed);
-    end_job(m);
-    if (stats)
-        *stats = m->stats;
-    free(m);
-    return rc;
+    return map_run(m, stats);
+}
+
+/* pard_map_array without on_error: the first failure stops the map, as an
+ * exception in a task stops Pool.map. */
+static int first_failure_stops(void *arg, const struct pard_result *r)
+{
+    struct map *m = arg;
+    return fail_job(m, -PARD_ETASK, "task %llu failed: %.*s", (unsigned long long)r->index,
+                    (int)(r->len > 300 ? 300 : r->len), (const char *)r->data);
+}
+
+int pard_map_array(struct pard_client *c, const char *function, const void *items, size_t item_size,
+                   size_t n, void *results, size_t result_size, pard_result_fn on_error, void *arg,
+                   const struct pard_map_opts *opts, struct pard_map_stats *stats)
+{
+    if (!c || !function || (n && item_size && !items) || (n && result_size && !results))
+        return -EINVAL;
+    if (!pard_name_valid(function))
+        return pard__set_error(c, -EINVAL, "'%s' is not a valid function name", function);
+    if (item_size > UINT32_MAX || result_size > UINT32_MAX ||
+        (item_size && n > SIZE_MAX / item_size) || (result_size && n > SIZE_MAX / result_size))
+        return pard__set_error(c, -EINVAL,
+                               "an array map of %zu items of %zu bytes into results of %zu "
+                               "bytes does not fit in memory",
+                               n, item_size, result_size);
+    struct map *m = map_new(c, function, opts);
+    if (!m)
+        return -ENOMEM;
+    m->array = true;
+    m->items = items;
+    m->item_size = item_size;
+    m->nitems = n;
+    m->results = results;
+    m->result_size = result_size;
+    m->input_done = n == 0;
+    m->on_result = on_error ? on_error : first_failure_stops;
+    m->arg = on_error ? arg : m;
+    m->opts.total = n;
+    return map_run(m, stats);
 }

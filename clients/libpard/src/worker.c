@@ -27,9 +27,13 @@
  * ---------------------------------------------------------------------- */
 
 struct pard_out {
-    uint8_t *buf;          /* output or error message */
+    uint8_t *buf;          /* output or error message: heap, or a result slot */
     size_t len;            /* bytes used */
-    size_t cap;            /* bytes allocated */
+    size_t cap;            /* bytes at buf */
+    uint8_t *heap;         /* the growable buffer */
+    size_t heap_cap;       /* its bytes */
+    bool in_slot;          /* array job: buf is the task's result slot, cap bytes */
+    bool overflow;         /* in_slot: a write did not fit */
     bool failed;           /* pard_out_error was called */
     uint64_t index;        /* the task */
     const void *shared;    /* the job's shared block, or NULL */
@@ -37,25 +41,49 @@ struct pard_out {
     msgpack_packer packer; /* pard_out_packer, writing through out_pack_write */
 };
 
+/* At least `need` bytes in the heap buffer. */
+static int heap_reserve(struct pard_out *out, size_t need)
+{
+    if (need <= out->heap_cap)
+        return 0;
+    size_t cap = out->heap_cap ? out->heap_cap : 256;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *b = realloc(out->heap, cap);
+    if (!b)
+        return -ENOMEM;
+    out->heap = b;
+    out->heap_cap = cap;
+    return 0;
+}
+
+/* Writes go to the heap buffer from here on (a record job's output, or an
+ * error message). */
+static void out_to_heap(struct pard_out *out)
+{
+    out->buf = out->heap;
+    out->cap = out->heap_cap;
+    out->in_slot = false;
+}
+
 static int out_reserve(struct pard_out *out, size_t more)
 {
     if (out->len + more <= out->cap)
         return 0;
-    size_t cap = out->cap ? out->cap : 256;
-    while (cap < out->len + more)
-        cap *= 2;
-    uint8_t *b = realloc(out->buf, cap);
-    if (!b)
-        return -ENOMEM;
-    out->buf = b;
-    out->cap = cap;
-    return 0;
+    if (out->in_slot) { /* an array job's result has one size */
+        out->overflow = true;
+        return -ENOSPC;
+    }
+    int rc = heap_reserve(out, out->len + more);
+    out_to_heap(out);
+    return rc;
 }
 
 int pard_out_write(struct pard_out *out, const void *data, size_t len)
 {
-    if (out_reserve(out, len) != 0)
-        return -ENOMEM;
+    int rc = out_reserve(out, len);
+    if (rc != 0)
+        return rc;
     memcpy(out->buf + out->len, data, len);
     out->len += len;
     return 0;
@@ -67,7 +95,17 @@ static int out_vprintf(struct pard_out *out, const char *fmt, va_list ap)
     va_copy(ap2, ap);
     int n = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
-    if (n < 0 || out_reserve(out, (size_t)n + 1) != 0)
+    if (n < 0)
+        return -ENOMEM;
+    if (out->in_slot) {
+        /* vsnprintf writes a NUL the slot may have no room for: format on
+         * the heap (an array job's output never uses it), then copy. */
+        if (heap_reserve(out, (size_t)n + 1) != 0)
+            return -ENOMEM;
+        vsnprintf((char *)out->heap, (size_t)n + 1, fmt, ap);
+        return pard_out_write(out, out->heap, (size_t)n);
+    }
+    if (out_reserve(out, (size_t)n + 1) != 0)
         return -ENOMEM;
     vsnprintf((char *)out->buf + out->len, (size_t)n + 1, fmt, ap);
     out->len += (size_t)n; /* the NUL is not part of the output */
@@ -87,6 +125,7 @@ int pard_out_error(struct pard_out *out, const char *fmt, ...)
 {
     out->len = 0;
     out->failed = true;
+    out_to_heap(out);
     va_list ap;
     va_start(ap, fmt);
     out_vprintf(out, fmt, ap);
@@ -227,6 +266,11 @@ static void *watchdog_main(void *arg)
     for (;;) {
         uint64_t task = atomic_load_explicit(&wd->task, memory_order_acquire);
         if (task != 0) {
+            /* An array job sets `task` once per chunk: the lane names the
+             * task itself. */
+            struct pard_lane_ctl *lane = atomic_load(&crash_lane);
+            if (lane)
+                task = atomic_load_explicit(&lane->current, memory_order_relaxed) + 1;
             char msg[300];
             int n = bye ? snprintf(msg, sizeof(msg),
                                    "%s (pid %d): pard is shutting down; leaving task %llu of "
@@ -305,6 +349,10 @@ struct worker {
     uint64_t max_tasks; /* leave after this many tasks; 0: never */
     uint64_t served;    /* tasks run so far */
     bool retiring;      /* max_tasks reached: leave after this batch */
+    /* array jobs: a chunk's values and its error records, before they go
+     * to the lane's output arena in one span */
+    uint8_t *stage, *exc;
+    size_t stage_cap, exc_cap, exc_len;
 };
 
 /* Map the shared block the daemon just passed; consumes fd. */
@@ -364,6 +412,8 @@ struct serve {
     int64_t span_start_ns; /* when the span's first task started */
     double task_ns;        /* measured time per task (moving average), 0 = unknown */
     uint32_t last_count;   /* tasks in the last descriptor taken */
+    bool array;            /* an array job: fixed-size items and results */
+    uint64_t item_size, result_size;
 };
 
 /* The job still wants us: running, and our lane still ours (the daemon
@@ -435,21 +485,17 @@ static bool arena_room_or_leave(void *arg)
            !still_serving(a->s);
 }
 
-/* Append one record to the output span, flushing and waiting as needed. */
-static int emit(struct serve *s, uint64_t index, uint32_t status, const void *data, size_t len)
+/* `size` bytes of the lane's output arena, flushing and waiting as needed. */
+static int alloc_output(struct serve *s, uint64_t size, struct pard_span *span)
 {
-    uint64_t size = pard_record_size(len);
-    struct pard_span span;
     /* A lane taken from us while a task ran (the daemon lost us and gave
      * it to another worker) has another writer now: never touch it. */
     if (atomic_load_explicit(&s->lane.ctl->gen, memory_order_acquire) != s->gen)
         return -PARD_ECANCELED;
     for (;;) {
-        int rc = pard_arena_alloc(&s->lane.output, size, &span);
-        if (rc < 0)
+        int rc = pard_arena_alloc(&s->lane.output, size, span);
+        if (rc <= 0)
             return rc;
-        if (rc == 0)
-            break;
         /* Full: hand over what we have so the submitter can free space. */
         if ((rc = flush_span(s)) != 0)
             return rc;
@@ -461,11 +507,20 @@ static int emit(struct serve *s, uint64_t index, uint32_t status, const void *da
         if (pard__daemon_alive(s->w->c) != 0)
             return -PARD_EDAEMON;
     }
+}
+
+/* Append one record to the output span, flushing and waiting as needed. */
+static int emit(struct serve *s, uint64_t index, uint32_t status, const void *data, size_t len)
+{
+    uint64_t size = pard_record_size(len);
+    struct pard_span span;
+    int rc = alloc_output(s, size, &span);
+    if (rc != 0)
+        return rc;
     /* A span must be contiguous and consecutive in index: else start anew. */
     if (s->span_count > 0 &&
         (span.off != s->span_off + s->span_len || index != s->span_first + s->span_count)) {
-        int rc = flush_span(s);
-        if (rc != 0)
+        if ((rc = flush_span(s)) != 0)
             return rc;
     }
     uint8_t *p = pard_arena_ptr(&s->lane.output, span.off);
@@ -505,6 +560,7 @@ static int emit_error(struct serve *s, uint64_t index, const char *fmt, ...)
 static int run_task(struct serve *s, uint64_t index, const void *in, size_t len)
 {
     struct pard_out *out = &s->w->out;
+    out_to_heap(out);
     out->len = 0;
     out->failed = false;
     out->index = index;
@@ -538,6 +594,222 @@ static int run_task(struct serve *s, uint64_t index, const void *in, size_t len)
     return emit(s, index, out->failed ? PARD_REC_ERROR : PARD_REC_OK, out->buf, out->len);
 }
 
+/* ----------------------------------------------------------------------
+ * Array jobs: a chunk of results is staged privately, then goes to the
+ * lane as one span (job.h): the values, then a record for each task
+ * without one.
+ * ---------------------------------------------------------------------- */
+
+/* An error message in an array job's span is cut at this many bytes. */
+#define ITEM_MSG_MAX 1024u
+
+static int stage_record(struct worker *w, uint64_t index, uint32_t status, const void *msg,
+                        size_t len)
+{
+    if (len > ITEM_MSG_MAX)
+        len = ITEM_MSG_MAX;
+    uint64_t size = pard_record_size(8 + len);
+    if (w->exc_len + size > w->exc_cap) {
+        size_t cap = w->exc_cap ? w->exc_cap : 4096;
+        while (cap < w->exc_len + size)
+            cap *= 2;
+        uint8_t *b = realloc(w->exc, cap);
+        if (!b)
+            return -ENOMEM;
+        w->exc = b;
+        w->exc_cap = cap;
+    }
+    uint8_t *p = w->exc + w->exc_len;
+    struct pard_record rec = {.len = (uint32_t)(8 + len), .status = status};
+    memset(p, 0, size); /* the padding too: no stray bytes in shared memory */
+    memcpy(p, &rec, sizeof(rec));
+    memcpy(p + sizeof(rec), &index, 8);
+    if (len)
+        memcpy(p + sizeof(rec) + 8, msg, len);
+    w->exc_len += size;
+    return 0;
+}
+
+static int stage_error(struct worker *w, uint64_t index, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int stage_error(struct worker *w, uint64_t index, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(msg))
+        n = sizeof(msg) - 1;
+    return stage_record(w, index, PARD_REC_ERROR, msg, (size_t)n);
+}
+
+/* The task just run left no value: say why. */
+static int stage_failure(struct serve *s, uint64_t index, int rc)
+{
+    struct pard_out *out = &s->w->out;
+    if (out->failed)
+        return stage_record(s->w, index, PARD_REC_ERROR, out->buf, out->len);
+    if (rc != 0)
+        return stage_error(s->w, index, "the function returned %d", rc);
+    if (out->overflow)
+        return stage_error(s->w, index,
+                           "the task wrote more than the map's result size of %llu bytes",
+                           (unsigned long long)s->result_size);
+    return stage_error(s->w, index, "the task wrote %zu bytes; the map's results are %llu bytes",
+                       out->len, (unsigned long long)s->result_size);
+}
+
+/* Push the staged chunk [first, first + count) as one result span. */
+static int flush_items(struct serve *s, uint64_t first, uint32_t count, int64_t start_ns)
+{
+    struct worker *w = s->w;
+    uint64_t vals = pard_array_bytes(count, s->result_size), len = vals + w->exc_len;
+    struct pard_span span;
+    int rc = alloc_output(s, len > 8 ? len : 8, &span);
+    if (rc != 0)
+        return rc;
+    uint8_t *p = pard_arena_ptr(&s->lane.output, span.off);
+    if (vals) /* the buffers are NULL until first needed */
+        memcpy(p, w->stage, vals);
+    if (w->exc_len)
+        memcpy(p + vals, w->exc, w->exc_len);
+    w->exc_len = 0;
+    s->span_first = first;
+    s->span_count = count;
+    s->span_off = span.off;
+    s->span_len = len;
+    s->span_end = span.end;
+    s->span_start_ns = start_ns;
+    return flush_span(s);
+}
+
+/* Tasks per chunk, and the error bytes that end one early: a span stays
+ * well within the lane's limit whatever the result size. */
+#define ITEM_CHUNK_BYTES (64u << 10)
+
+static uint32_t items_per_chunk(const struct serve *s)
+{
+    uint64_t bytes = s->out_limit / 2 < ITEM_CHUNK_BYTES ? s->out_limit / 2 : ITEM_CHUNK_BYTES;
+    uint64_t n = s->result_size ? bytes / s->result_size : UINT32_MAX;
+    return n < 1 ? 1 : n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+/*
+ * Run tasks first .. first + n - 1 of a chunk, their items at `in` (NULL:
+ * missing or corrupted), their values into the stage; stops early on an
+ * error (*rc) or when the error records grow past their share of the
+ * span. Returns how many it ran. Inlined twice: `plain` for the common case
+ * (a first attempt, its items there, no time limit), where nothing happens
+ * per task but naming it and calling the function.
+ */
+static inline __attribute__((always_inline)) uint32_t run_chunk(struct serve *s, uint64_t first,
+                                                                uint32_t n, const uint8_t *in,
+                                                                uint32_t attempt, bool plain,
+                                                                int *rc)
+{
+    struct worker *w = s->w;
+    struct pard_out *out = &w->out;
+    const uint64_t is = s->item_size, rs = s->result_size, window = s->job.geo.window;
+    const uint64_t exc_limit = s->out_limit / 4;
+    const pard_task_fn fn = s->fn;
+    void *const ctx = w->ctx;
+    uint8_t *const stage = w->stage;
+    struct pard_lane_ctl *const ctl = s->lane.ctl;
+    uint32_t j = 0;
+    while (j < n) {
+        uint64_t index = first + j;
+        if (!plain && attempt > 0 &&
+            atomic_load_explicit(&s->job.done[index & (window - 1)], memory_order_acquire) ==
+                index + 1) {
+            *rc = stage_record(w, index, PARD_REC_SKIPPED, NULL, 0); /* delivered meanwhile */
+            j++;
+            if (*rc != 0)
+                break;
+            continue;
+        }
+        if (!plain && !in) {
+            *rc =
+                stage_error(w, index, "the task's input is missing or corrupted in shared memory");
+            j++;
+            if (*rc != 0 || w->exc_len > exc_limit)
+                break;
+            continue;
+        }
+        out->buf = stage + j * rs;
+        out->len = 0;
+        out->index = index;
+        /* `current` names the task a crash or a timeout is blamed on. */
+        atomic_store_explicit(&ctl->current, index, memory_order_relaxed);
+        if (!plain && s->timed)
+            atomic_store_explicit(&ctl->started_ns, pard_now_ns(), memory_order_release);
+        int frc = fn(ctx, in + (uint64_t)j * is, is, out);
+        if (!plain && s->timed)
+            atomic_store_explicit(&ctl->started_ns, 0, memory_order_release);
+        j++;
+        if (__builtin_expect(frc != 0 || out->failed || out->overflow || out->len != rs, 0)) {
+            *rc = stage_failure(s, index, frc);
+            out->cap = rs;
+            out->in_slot = true;
+            out->overflow = false;
+            out->failed = false;
+            if (*rc != 0 || w->exc_len > exc_limit)
+                break;
+        }
+    }
+    return j;
+}
+
+/* The tasks of one descriptor of an array job, a chunk at a time. */
+static int run_items(struct serve *s, const struct pard_task_desc *d, uint32_t attempt)
+{
+    struct worker *w = s->w;
+    struct pard_out *out = &w->out;
+    const uint64_t is = s->item_size, rs = s->result_size;
+    const uint8_t *in = pard_arena_read(&s->job.input, d->off, d->len);
+    if (in && d->len < (uint64_t)d->count * is)
+        in = NULL;
+    const bool plain = attempt == 0 && in && !s->timed;
+    uint32_t chunk = items_per_chunk(s);
+    int rc = 0;
+    for (uint32_t done = 0; done < d->count && rc == 0;) {
+        uint64_t first = d->first + done;
+        uint32_t n = d->count - done < chunk ? d->count - done : chunk;
+        uint64_t vals = pard_array_bytes(n, rs);
+        if (vals > w->stage_cap) {
+            uint8_t *b = realloc(w->stage, vals);
+            if (!b)
+                return -ENOMEM;
+            w->stage = b;
+            w->stage_cap = vals;
+        }
+        if (vals > 8)
+            memset(w->stage + vals - 8, 0, 8); /* the padding */
+        int64_t t0 = pard_now_ns();
+        s->task_start_ns = t0;
+        /* Per task only buf, len and index change: the flags are set again
+         * after a failure alone (and a byte store read back as part of a
+         * wider load stalls the loop). */
+        out->cap = rs;
+        out->in_slot = true;
+        out->overflow = false;
+        out->failed = false;
+        /* For the watchdog: in a task (it reads which from `current`). */
+        atomic_store_explicit(&w->wd.task, first + 1, memory_order_release);
+        const uint8_t *items = in ? in + (uint64_t)done * is : NULL;
+        uint32_t j = plain ? run_chunk(s, first, n, items, attempt, true, &rc)
+                           : run_chunk(s, first, n, items, attempt, false, &rc);
+        atomic_store_explicit(&w->wd.task, 0, memory_order_release);
+        if (rc == 0)
+            rc = flush_items(s, first, j, t0);
+        w->exc_len = 0;
+        done += j;
+    }
+    return rc;
+}
+
 /* Run one batch: lease it, run each task, push the results, clear the
  * lease. The batch is parts[0 .. nparts-1], adjacent descriptors taken as
  * one run and leased as one: each part's input records are walked from the
@@ -559,6 +831,14 @@ static int run_batch(struct serve *s, const struct pard_task_desc *parts, int np
     /* Release: the lease's contents are visible to whoever sees leased. */
     atomic_store_explicit(&ctl->leased, 1, memory_order_release);
 
+    if (s->array) {
+        int rc = 0;
+        for (int p = 0; p < nparts && rc == 0; p++)
+            rc = run_items(s, &parts[p], d->attempt);
+        atomic_fetch_add_explicit(&ctl->tasks_done, d->count, memory_order_relaxed);
+        atomic_store_explicit(&ctl->leased, 0, memory_order_release);
+        return rc;
+    }
     int part = 0;
     const void *base = pard_arena_read(&s->job.input, parts[0].off, parts[0].len);
     uint64_t part_end = parts[0].first + parts[0].count;
@@ -664,6 +944,9 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
     }
     s.gen = atomic_load_explicit(&s.lane.ctl->gen, memory_order_acquire);
     s.out_limit = s.lane.output.capacity / 2;
+    s.array = a->array != 0;
+    s.item_size = a->item_size;
+    s.result_size = a->result_size;
     atomic_store(&crash_lane, s.lane.ctl);
     atomic_store(&w->wd.job, a->job_id);
     bool have_share = a->shared != 0 && a->shared == w->shared_handle;
@@ -811,7 +1094,9 @@ out:
     drop_share(&w);
     if (opts->fini)
         opts->fini(w.ctx);
-    free(w.out.buf);
+    free(w.out.heap);
+    free(w.stage);
+    free(w.exc);
     pard_disconnect(w.c);
     return rc;
 }

@@ -121,7 +121,9 @@ struct pard_function {
     pard_task_fn fn;
 };
 
-/* pard_out_write - append bytes to the task's output. Returns 0 or -ENOMEM. */
+/* pard_out_write - append bytes to the task's output. Returns 0, -ENOMEM,
+ * or in an array map (pard_map_array) -ENOSPC when the output would be
+ * longer than the map's result size (the task then fails). */
 int pard_out_write(struct pard_out *out, const void *data, size_t len);
 
 /* pard_out_printf - append formatted text. Returns 0 or -ENOMEM. */
@@ -288,6 +290,31 @@ struct pard_map_stats {
 int pard_map(struct pard_client *c, const char *function, pard_input_fn next_input,
              pard_result_fn on_result, void *arg, const struct pard_map_opts *opts,
              struct pard_map_stats *stats);
+
+/*
+ * pard_map_array - run `function` over n items of fixed size, with results
+ * of fixed size: the cheapest way to map many short tasks. Task i's input
+ * is the item_size bytes at (const char *)items + i * item_size (item_size
+ * 0: no bytes, the task has its index, pard_out_task_index); its result,
+ * exactly result_size bytes (0: none), goes to (char *)results +
+ * i * result_size. Items go to the workers and results come back a batch
+ * at a time, copied as blocks: nothing on this side runs once per task but
+ * its bookkeeping, and a worker calls the function once per item.
+ *
+ * A task that fails (pard_out_error, a non-zero return, a crash, a time
+ * limit) or writes other than result_size bytes leaves its result alone
+ * and goes to on_error with its message, in input order unless
+ * opts.unordered; a non-zero return from on_error cancels the map, which
+ * returns that value. With on_error NULL the first failure in input order
+ * stops the map: it returns -PARD_ETASK, and pard_last_error() names the
+ * task and says why. Items are at most half the job's input arena (2 MiB
+ * by default), results at most a quarter of a lane's output arena (128
+ * KiB), else -PARD_ETOOBIG. Otherwise as pard_map (opts.total is n).
+ */
+int pard_map_array(struct pard_client *c, const char *function, const void *items,
+                   size_t item_size, size_t n, void *results, size_t result_size,
+                   pard_result_fn on_error, void *arg, const struct pard_map_opts *opts,
+                   struct pard_map_stats *stats);
 
 /*
  * pard_cancel - ask the running pard_map on c to stop; it returns
