@@ -417,6 +417,8 @@ Test(parbench, overhead_sweeps_task_durations_through_a_private_pard, .timeout =
     check_figure(j, "noop_unbatched_per_s", true);
     check_figure(j, "noop_auto_per_s", true);
     check_figure(j, "noop_auto_vs_threads", true);
+    check_figure(j, "noop_array_per_s", true);
+    check_figure(j, "noop_array_vs_threads", true);
     check_figure(j, "break_even_auto_us", false);
     check_figure(j, "break_even_unbatched_us", false);
     jfree(j);

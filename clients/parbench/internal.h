@@ -277,7 +277,10 @@ struct pb_map_run {
     bool unordered; /* results as they finish, not in input order */
     enum pard_wait_mode mode;
     uint32_t max_workers; /* lanes; 0 = all */
-    double limit_ms;      /* cancel the map at its first result after this long; 0 = never */
+    double limit_ms;      /* cancel the map at its first result after this long; 0 = never
+                             (not with array) */
+    bool array;           /* pard_map_array over 8-byte items (noop: the indices,
+                             busy: the iterations), no results */
     /* out */
     double elapsed_ns; /* wall time of pard_map, job start included */
     uint64_t delivered;
