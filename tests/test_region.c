@@ -221,3 +221,39 @@ Test(region, refuses_a_descriptor_that_is_not_shared_memory_it_can_map, .timeout
     close(fd);
     cr_assert_eq(pard_region_attach(&view, -1, 0), -EBADF);
 }
+
+Test(region, a_kept_mapping_is_taken_over_only_for_the_same_object, .timeout = 10)
+{
+    struct pard_region r, other, view, kept;
+    make_region(&r, 65536);
+    make_region(&other, 65536);
+    cr_assert_eq(pard_region_attach(&kept, r.fd, 42), 0);
+    void *base = kept.base;
+    /* Laid out again by its creator and attached again: the same pages,
+     * validated afresh (the new user version must match). */
+    pard_region_unpublish(&r);
+    uint64_t off = 0, user[4] = {5, 5, 5, 5};
+    cr_assert_eq(pard_region_add_section(&r, KIND_B, 8192, &off), 0);
+    pard_region_publish(&r, 43, user);
+    cr_assert_eq(pard_region_attach_kept(&view, r.fd, 43, &kept), 0);
+    cr_assert_eq(view.base, base, "the kept mapping was taken over");
+    cr_assert_null(kept.base, "and is no longer kept");
+    cr_assert_eq(pard_region_user(&view, 0), 5, "the header was read again");
+    cr_assert_null(pard_region_find(&view, KIND_A, NULL), "the old layout is gone");
+    /* Another object of the same size: the kept one is closed, fd mapped. */
+    kept = view;
+    cr_assert_eq(pard_region_attach_kept(&view, other.fd, 42, &kept), 0);
+    cr_assert_null(kept.base);
+    cr_assert_eq(kept.fd, -1, "closed, descriptor and all");
+    unsigned char *a = pard_region_find(&view, KIND_A, NULL);
+    cr_assert_not_null(a);
+    a[1] = 0x5a; /* the view is of `other` (its address may be the old one's, reused) */
+    cr_assert_eq(((unsigned char *)pard_region_find(&other, KIND_A, NULL))[1], 0x5a);
+    /* A kept mapping that fails validation is not left mapped either. */
+    kept = view;
+    cr_assert_eq(pard_region_attach_kept(&view, other.fd, 99, &kept), -PARD_EVERSION);
+    cr_assert_null(kept.base);
+    cr_assert_null(view.base);
+    pard_region_close(&other);
+    pard_region_close(&r);
+}

@@ -161,7 +161,21 @@ static int validate_header(const struct pard_region_header *h, uint32_t magic, s
     return 0;
 }
 
+/* Whether kept maps the object behind fd (stat st), whole. */
+static bool keeps(const struct pard_region *kept, const struct stat *st)
+{
+    struct stat old;
+    return kept && kept->base && kept->fd >= 0 && (off_t)kept->size == st->st_size &&
+           fstat(kept->fd, &old) == 0 && old.st_dev == st->st_dev && old.st_ino == st->st_ino;
+}
+
 int pard_region_attach(struct pard_region *r, int fd, uint32_t user_version)
+{
+    return pard_region_attach_kept(r, fd, user_version, NULL);
+}
+
+int pard_region_attach_kept(struct pard_region *r, int fd, uint32_t user_version,
+                            struct pard_region *kept)
 {
     region_reset(r);
     struct stat st;
@@ -170,9 +184,21 @@ int pard_region_attach(struct pard_region *r, int fd, uint32_t user_version)
     if (st.st_size < (off_t)HEADER_BYTES || (uint64_t)st.st_size > PARD_REGION_MAX_SIZE)
         return -PARD_ESIZE;
     size_t size = (size_t)st.st_size;
-    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (base == MAP_FAILED)
-        return -errno;
+    void *base = NULL;
+    if (keeps(kept, &st)) {
+        /* The same object again (its creator used it once more): its pages
+         * are mapped already. The header is validated below as for a new
+         * mapping. */
+        base = kept->base;
+        close(kept->fd);
+        region_reset(kept);
+    } else {
+        if (kept)
+            pard_region_close(kept);
+        base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (base == MAP_FAILED)
+            return -errno;
+    }
     int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (own < 0) {
         int err = -errno;
@@ -208,25 +234,6 @@ void *pard_region_section(const struct pard_region *r, uint32_t index, uint64_t 
     if (size)
         *size = r->sections[index].size;
     return (char *)r->base + r->sections[index].offset;
-}
-
-int pard_region_prefault(const struct pard_region *r, void *addr, size_t len, bool write)
-{
-#if defined(MADV_POPULATE_WRITE) && defined(MADV_POPULATE_READ)
-    uint8_t *base = r->base, *p = addr;
-    if (!base || p < base || len > r->size || (size_t)(p - base) > r->size - len)
-        return -EINVAL;
-    /* madvise takes page-aligned starts: round down to the page. */
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t start = (uintptr_t)p & ~(page - 1);
-    if (madvise((void *)start, len + ((uintptr_t)p - start),
-                write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) != 0)
-        return -errno;
-    return 0;
-#else
-    (void)r, (void)addr, (void)len, (void)write;
-    return -ENOSYS;
-#endif
 }
 
 void *pard_region_find(const struct pard_region *r, uint32_t kind, uint64_t *size)

@@ -194,8 +194,13 @@ int pard_job_reuse(struct pard_job *job)
 
 int pard_job_attach(struct pard_job *job, int fd)
 {
+    return pard_job_attach_kept(job, fd, NULL);
+}
+
+int pard_job_attach_kept(struct pard_job *job, int fd, struct pard_region *kept)
+{
     memset(job, 0, sizeof(*job));
-    int rc = pard_region_attach(&job->region, fd, PARD_JOB_LAYOUT_VERSION);
+    int rc = pard_region_attach_kept(&job->region, fd, PARD_JOB_LAYOUT_VERSION, kept);
     if (rc != 0)
         return rc;
     uint64_t user[4];
@@ -270,6 +275,13 @@ int pard_job_lane_reset(const struct pard_job *job, uint32_t index)
 void pard_job_close(struct pard_job *job)
 {
     pard_region_close(&job->region);
+    memset(job, 0, sizeof(*job));
+}
+
+void pard_job_close_kept(struct pard_job *job, struct pard_region *kept)
+{
+    pard_region_close(kept);
+    *kept = job->region;
     memset(job, 0, sizeof(*job));
 }
 

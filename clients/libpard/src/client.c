@@ -109,6 +109,7 @@ int pard__connect(struct pard_client **out, const char *socket_path, enum pard_r
     if (!c)
         return -ENOMEM;
     c->fd = -1;
+    c->kept_job.fd = -1;
     c->role = role;
     c->msg = malloc(sizeof(*c->msg));
     if (!c->msg || pard_frame_reader_init(&c->reader, PARD_FRAME_MAX_CLIENT) != 0) {
@@ -188,6 +189,7 @@ void pard_disconnect(struct pard_client *c)
     if (c->private_daemon > 0)
         pard__stop_private(c);
     pard_frame_reader_destroy(&c->reader);
+    pard_region_close(&c->kept_job);
     free(c->msg);
     free(c);
 }

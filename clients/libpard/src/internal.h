@@ -22,6 +22,9 @@ struct pard_client {
     struct pard_frame_reader reader; /* incoming frames */
     struct pard_msg *msg;            /* scratch (large: heap) */
     _Atomic int cancel;              /* pard_cancel(): any thread, or a signal handler */
+    /* The last job's region, still mapped: the daemon often gives the same
+     * one for the next job, whose pages then need no faulting in. */
+    struct pard_region kept_job;
     /* pard_share: blocks this client offers, by handle */
     struct pard__share *shares;
     /* pard_open_private: what to stop at disconnect */

@@ -1192,19 +1192,11 @@ static int start_job(struct map *m)
         fd = -1;
     }
     m->job_id = msg->job.job_id;
-    rc = pard_job_attach(&m->job, fd);
+    rc = pard_job_attach_kept(&m->job, fd, &m->c->kept_job);
     close(fd);
     if (rc != 0)
         return pard__set_error(m->c, rc, "cannot attach to job %llu: %s",
                                (unsigned long long)m->job_id, pard_strerror(rc));
-    if (m->array) {
-        /* The items will fill this much of the input arena: map its pages
-         * now in one call (a fault per 4 KiB page costs microseconds). */
-        uint64_t bytes = m->nitems * m->item_size;
-        if (bytes > m->job.input.capacity)
-            bytes = m->job.input.capacity;
-        pard_region_prefault(&m->job.region, m->job.input.data, bytes, true);
-    }
     m->W = m->job.geo.window;
     m->lanes = calloc(m->job.geo.lanes, sizeof(*m->lanes));
     m->state = calloc(m->W, sizeof(*m->state));
@@ -1241,7 +1233,7 @@ static void end_job(struct map *m)
     free(m->carry);
     free(m->requeue);
     if (m->job.region.base)
-        pard_job_close(&m->job);
+        pard_job_close_kept(&m->job, &m->c->kept_job);
 }
 
 /* An adaptive wait spins ~50 µs before it sleeps. When the next result is

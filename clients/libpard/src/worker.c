@@ -930,14 +930,14 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
     struct serve s = {.w = w, .job_id = a->job_id, .lane_index = a->lane, .mode = a->wait_mode};
     s.timed = a->timeout_ms > 0;
     s.fn = find_fn(w, a->function);
-    int rc = pard_job_attach(&s.job, job_fd);
+    int rc = pard_job_attach_kept(&s.job, job_fd, &w->c->kept_job);
     close(job_fd);
     if (rc != 0)
         return pard__set_error(w->c, rc, "cannot attach to job %llu: %s",
                                (unsigned long long)a->job_id, pard_strerror(rc));
     rc = pard_job_lane(&s.job, a->lane, &s.lane);
     if (rc != 0 || s.fn == NULL) {
-        pard_job_close(&s.job);
+        pard_job_close_kept(&s.job, &w->c->kept_job);
         return pard__set_error(w->c, rc ? rc : -PARD_ENOFUNC,
                                "job %llu: bad lane %u or function %s",
                                (unsigned long long)a->job_id, a->lane, a->function);
@@ -1001,7 +1001,7 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
     atomic_store(&crash_lane, NULL);
     w->out.shared = NULL;
     drop_share(w); /* mapped per job: the next job may name another */
-    pard_job_close(&s.job);
+    pard_job_close_kept(&s.job, &w->c->kept_job);
     return rc == -PARD_ECANCELED ? 0 : rc;
 }
 

@@ -208,20 +208,21 @@ void pard_region_publish(struct pard_region *r, uint32_t user_version, const uin
 int pard_region_attach(struct pard_region *r, int fd, uint32_t user_version);
 
 /*
+ * pard_region_attach_kept - pard_region_attach, taking over the mapping of
+ * *kept (a region attached before and not closed; may be NULL or empty)
+ * when fd names the same object, whole: its pages stay mapped, so nothing
+ * faults in again (a fault per 4 KiB page costs microseconds). Otherwise
+ * *kept is closed and fd mapped anew. Either way *kept is empty after.
+ */
+int pard_region_attach_kept(struct pard_region *r, int fd, uint32_t user_version,
+                            struct pard_region *kept);
+
+/*
  * pard_region_find - the first validated section of `kind`: returns a
  * pointer into the mapping (valid until pard_region_close) and its size
  * in *size, or NULL when there is none.
  */
 void *pard_region_find(const struct pard_region *r, uint32_t kind, uint64_t *size);
-
-/*
- * pard_region_prefault - map the pages of [addr, addr + len) (inside a
- * mapping of r) into this process at once, with one system call instead of
- * a page fault per page touched (MADV_POPULATE_WRITE, or _READ when
- * !write). Only a hint: on a kernel without it (before Linux 5.14), the
- * pages fault in as they are touched. Returns 0 or a negative errno.
- */
-int pard_region_prefault(const struct pard_region *r, void *addr, size_t len, bool write);
 
 /* pard_region_section - the index-th validated section, or NULL. */
 void *pard_region_section(const struct pard_region *r, uint32_t index, uint64_t *size);

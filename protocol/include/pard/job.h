@@ -256,6 +256,17 @@ int pard_job_lane_reset(const struct pard_job *job, uint32_t index);
 void pard_job_close(struct pard_job *job);
 
 /*
+ * pard_job_attach_kept, pard_job_close_kept - for a process that attaches
+ * one job after another: close keeps the mapping in *kept (an empty
+ * region to start with: pard_region_close leaves one), and the next attach
+ * takes it over when the daemon gave the same region again (it keeps the
+ * last one for the next job of the same sizes), else unmaps it. *kept
+ * holds memory while nothing runs: close it when done.
+ */
+int pard_job_attach_kept(struct pard_job *job, int fd, struct pard_region *kept);
+void pard_job_close_kept(struct pard_job *job, struct pard_region *kept);
+
+/*
  * Record cursors: walk the records of a span, bounds-checked. `base` and
  * `len` come from pard_arena_read. pard_records_next returns 1 with the
  * record's header and payload, 0 at the end of the span, -PARD_ECORRUPT
