@@ -156,8 +156,12 @@ static inline struct counts *counts_of(const struct map *m, uint64_t i)
 }
 
 /* Fresh tasks [from, to), pending (their counts start at 0 by counts_of). */
-static void tasks_begin(struct map *m, uint64_t from, uint64_t to)
+static inline void tasks_begin(struct map *m, uint64_t from, uint64_t to)
 {
+    if (to - from == 1) { /* pard_map: one at a time */
+        m->state[from & (m->W - 1)] = SLOT_PENDING;
+        return;
+    }
     while (from < to) {
         uint64_t at = from & (m->W - 1), n = to - from;
         if (n > m->W - at)
@@ -1274,7 +1278,11 @@ static int64_t nap_ns(struct map *m)
     double per_desc = batch > 0 ? batch : 1;
     double drain = (double)queued * per_desc * m->task_ns / m->nactive;
     double lane_tasks = (double)m->job.geo.lane_ring * per_desc;
-    double arena_tasks = (double)m->job.geo.output_arena / (m->out_bytes > 8 ? m->out_bytes : 8);
+    /* Bytes a task takes in a lane's output arena: a record's header and
+     * padding at least; an array job's values only (a span takes 64). */
+    double least = m->array ? 64.0 / per_desc : 8;
+    double arena_tasks =
+        (double)m->job.geo.output_arena / (m->out_bytes > least ? m->out_bytes : least);
     if (arena_tasks < lane_tasks)
         lane_tasks = arena_tasks;
     double fill = lane_tasks * m->task_ns;

@@ -178,7 +178,7 @@ struct pard_job_geometry {
 #define PARD_JOB_DEFAULT_RING   1024u
 #define PARD_JOB_DEFAULT_LANES  16u
 #define PARD_JOB_DEFAULT_LRING  256u
-#define PARD_JOB_DEFAULT_WINDOW 65536u
+#define PARD_JOB_DEFAULT_WINDOW (1u << 18)
 #define PARD_JOB_DEFAULT_INPUT  (4u << 20)
 #define PARD_JOB_DEFAULT_OUTPUT (512u << 10)
 #define PARD_JOB_MAX_LANES      256u
