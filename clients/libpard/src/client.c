@@ -190,6 +190,7 @@ void pard_disconnect(struct pard_client *c)
         pard__stop_private(c);
     pard_frame_reader_destroy(&c->reader);
     pard_region_close(&c->kept_job);
+    pard__window_free(c);
     free(c->msg);
     free(c);
 }

@@ -25,6 +25,8 @@ struct pard_client {
     /* The last job's region, still mapped: the daemon often gives the same
      * one for the next job, whose pages then need no faulting in. */
     struct pard_region kept_job;
+    /* The last map's window arrays, for the next map (map.c). */
+    struct pard__window *window;
     /* pard_share: blocks this client offers, by handle */
     struct pard__share *shares;
     /* pard_open_private: what to stop at disconnect */
@@ -38,6 +40,9 @@ struct pard_client {
     pid_t private_parent;
     int64_t private_respawn_ns; /* when the last was started again */
 };
+
+/* pard__window_free - free the window arrays the client kept (map.c). */
+void pard__window_free(struct pard_client *c);
 
 /* pard__cancelled - has pard_cancel() been called since the last map? */
 static inline bool pard__cancelled(const struct pard_client *c)

@@ -33,11 +33,11 @@ enum { SLOT_FREE = 0, SLOT_PENDING, SLOT_HELD, SLOT_DONE };
 #define SLOTS8(state) (0x0101010101010101ull * (state)) /* eight slots in one word */
 
 struct counts {
-    uint64_t task;  /* the task they count, + 1: a slot's counts start at 0 for each task */
+    uint64_t task;  /* the task they count, + 1 ... */
+    uint32_t map;   /* ... in this map: a slot's counts start at 0 for each task */
     uint8_t tries;  /* retries used after timeouts and crashes */
     uint8_t deaths; /* workers that died holding it without a crash mark */
     uint8_t spared; /* re-queues without a death: its worker died on another task */
-    uint8_t unused;
 };
 
 /* A held result of up to this many bytes is kept in its slot, not in a
@@ -80,6 +80,23 @@ struct batch {
 #define AUTO_TARGET_NS 200000.0
 #define AUTO_MAX_BATCH 4096u
 
+/*
+ * The window's private arrays, ~18 MiB for the default 262,144 tasks, kept
+ * by the client from one map to the next: allocating them per map cost
+ * either clearing all of them (calloc from the heap, ~2 ms) or a page
+ * fault per page touched (fresh pages). Between maps every state is
+ * SLOT_FREE (end_job sees to it); counts are told apart by `maps`; held
+ * results and batches are written before they are read.
+ */
+struct pard__window {
+    uint64_t W;
+    uint32_t maps; /* maps run with these arrays */
+    uint8_t *state;
+    struct counts *counts;
+    struct held *held;
+    struct batch *batches;
+};
+
 struct map {
     struct pard_client *c;
     const char *function;
@@ -101,11 +118,12 @@ struct map {
     uint64_t job_id;
     uint64_t W; /* window */
 
-    uint8_t *state;        /* W entries each, index & (W-1): SLOT_* */
-    struct counts *counts; /* retries and deaths */
-    struct held *held;     /* results held for order */
-    uint64_t low;          /* every index below is delivered */
-    uint64_t next;         /* next index to take from the input */
+    struct pard__window *window; /* the client's, holding the four arrays below */
+    uint8_t *state;              /* W entries each, index & (W-1): SLOT_* */
+    struct counts *counts;       /* retries and deaths */
+    struct held *held;           /* results held for order */
+    uint64_t low;                /* every index below is delivered */
+    uint64_t next;               /* next index to take from the input */
     bool input_done;
 
     struct batch *batches; /* FIFO of W entries */
@@ -150,8 +168,8 @@ static inline uint8_t *state_of(const struct map *m, uint64_t i)
 static inline struct counts *counts_of(const struct map *m, uint64_t i)
 {
     struct counts *c = &m->counts[i & (m->W - 1)];
-    if (c->task != i + 1)
-        *c = (struct counts){.task = i + 1};
+    if (c->task != i + 1 || c->map != m->window->maps)
+        *c = (struct counts){.task = i + 1, .map = m->window->maps};
     return c;
 }
 
@@ -1164,6 +1182,43 @@ static void reconcile(struct map *m, bool progressed)
  * The map
  * ---------------------------------------------------------------------- */
 
+void pard__window_free(struct pard_client *c)
+{
+    struct pard__window *w = c->window;
+    if (!w)
+        return;
+    free(w->state);
+    free(w->counts);
+    free(w->held);
+    free(w->batches);
+    free(w);
+    c->window = NULL;
+}
+
+static struct pard__window *window_get(struct pard_client *c, uint64_t W)
+{
+    if (c->window && c->window->W != W)
+        pard__window_free(c);
+    struct pard__window *w = c->window;
+    if (!w) {
+        w = calloc(1, sizeof(*w));
+        if (!w)
+            return NULL;
+        c->window = w;
+        w->W = W;
+        w->state = calloc(W, sizeof(*w->state)); /* every slot SLOT_FREE */
+        w->counts = calloc(W, sizeof(*w->counts));
+        w->held = malloc(W * sizeof(*w->held));
+        w->batches = malloc(W * sizeof(*w->batches));
+        if (!w->state || !w->counts || !w->held || !w->batches) {
+            pard__window_free(c);
+            return NULL;
+        }
+    }
+    w->maps++;
+    return w;
+}
+
 static int start_job(struct map *m)
 {
     struct pard_msg *msg = m->c->msg;
@@ -1203,11 +1258,14 @@ static int start_job(struct map *m)
                                (unsigned long long)m->job_id, pard_strerror(rc));
     m->W = m->job.geo.window;
     m->lanes = calloc(m->job.geo.lanes, sizeof(*m->lanes));
-    m->state = calloc(m->W, sizeof(*m->state));
-    m->counts = calloc(m->W, sizeof(*m->counts));
-    m->held = calloc(m->W, sizeof(*m->held));
-    m->batches = calloc(m->W, sizeof(*m->batches));
-    if (!m->lanes || !m->state || !m->counts || !m->held || !m->batches)
+    m->window = window_get(m->c, m->W);
+    if (m->window) {
+        m->state = m->window->state;
+        m->counts = m->window->counts;
+        m->held = m->window->held;
+        m->batches = m->window->batches;
+    }
+    if (!m->lanes || !m->window)
         return pard__set_error(m->c, -ENOMEM, "out of memory for job %llu",
                                (unsigned long long)m->job_id);
     for (uint32_t li = 0; li < m->job.geo.lanes; li++)
@@ -1225,14 +1283,14 @@ static void end_job(struct map *m)
         msg->job_end.job_id = m->job_id;
         pard__send(m->c, msg, -1); /* a dead daemon needs no goodbye */
     }
-    if (m->state && m->held)
-        for (uint64_t i = 0; i < m->W; i++)
-            if (m->state[i] == SLOT_HELD && m->held[i].len > SLOT_INLINE)
-                free(m->held[i].data);
-    free(m->state);
-    free(m->counts);
-    free(m->held);
-    free(m->batches);
+    /* Only [low, next) can hold anything but SLOT_FREE: leave it all free
+     * for the next map, giving back held copies. */
+    for (uint64_t i = m->low; m->window && i < m->next; i++) {
+        uint8_t *state = state_of(m, i);
+        if (*state == SLOT_HELD && m->held[i & (m->W - 1)].len > SLOT_INLINE)
+            free(m->held[i & (m->W - 1)].data);
+        *state = SLOT_FREE;
+    }
     free(m->lanes);
     free(m->carry);
     free(m->requeue);
