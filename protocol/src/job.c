@@ -123,8 +123,7 @@ static int lane_init(const struct pard_job *job, uint32_t i)
 
 /* Lay out and initialise every section of job->region (open, not yet
  * published) for job->geo, then publish. `fresh`: the region was just
- * created, so its contents are zero (ftruncate) and the done marks need no
- * clearing. */
+ * created, so its contents are zero (ftruncate). */
 static int job_lay_out(struct pard_job *job, bool fresh)
 {
     uint64_t sizes[5], offs[5];
@@ -158,9 +157,9 @@ static int job_lay_out(struct pard_job *job, bool fresh)
     }
     if (rc != 0)
         return rc;
+    /* The done marks are left as the last job wrote them: a submitter
+     * clears them before it writes its first (pard/job.h). */
     job->done = (_Atomic uint64_t *)(base + offs[4]);
-    if (!fresh)
-        memset((void *)job->done, 0, sizes[4]);
     uint64_t user[4];
     pack_geometry(&job->geo, user);
     pard_region_publish(&job->region, PARD_JOB_LAYOUT_VERSION, user);

@@ -795,8 +795,13 @@ static int add_requeue(struct map *m, const struct pard_task_desc *d)
         m->requeue = r;
         m->requeue_cap = cap;
     }
+    if (!m->marking) {
+        /* From now on workers may read done marks (of this descriptor,
+         * pushed after this): a reused region holds the last job's. */
+        memset((void *)m->job.done, 0, m->W * sizeof(*m->job.done));
+        m->marking = true;
+    }
     m->requeue[m->nrequeue++] = *d;
-    m->marking = true;
     m->stats.requeued += d->count;
     atomic_store_explicit(&m->job.ctl->requeued, m->stats.requeued, memory_order_relaxed);
     return 0;

@@ -15,7 +15,8 @@
  *   DONE   window × uint64: done[i % window] == i + 1 once task i's
  *          result was delivered (written by the submitter from the
  *          first re-queue on: only a re-queued descriptor, attempt > 0,
- *          makes a worker read them)
+ *          makes a worker read them; a reused region holds the last
+ *          job's, which the submitter clears before that first re-queue)
  *
  * Who writes what:
  *   - the daemon: job state (cancel/end), lane state and pid on assignment,
