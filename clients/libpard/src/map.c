@@ -145,6 +145,7 @@ struct map {
     double task_ns;   /* auto: measured time per task (moving average), 0 = unknown */
     double out_bytes; /* output bytes per task (moving average), for naps */
     bool reclaiming;  /* push_desc just took a stuck task-ring slot back */
+    bool fed_capped;  /* feed stopped at FEED_MAX with room and input left */
     /* Done marks are written once a task was re-queued: only a re-queued
      * descriptor (attempt > 0) makes a worker read them. */
     bool marking;
@@ -607,6 +608,8 @@ static int feed(struct map *m)
     int rc = m->array ? feed_items(m, batch, stop) : feed_records(m, batch, stop);
     if (rc < 0)
         return rc;
+    /* Stopped by the cap, not for want of room or input: come back at once. */
+    m->fed_capped = !m->input_done && m->next >= stop;
     moved += rc;
     /* Stopped by the cap with nothing pushed (inputs failed as too big,
      * say): still progress, so the caller looks again at once. */
@@ -1425,8 +1428,10 @@ static int run(struct map *m)
             break;
         /* Nap whenever the ring holds plenty, even right after moving
          * results: going round again at once for the next few would keep
-         * this process busy beside the workers for the whole map. */
-        int64_t nap = nap_ns(m);
+         * this process busy beside the workers for the whole map. Not when
+         * feed stopped at its cap with room left: that would leave the
+         * ring short while we sleep. */
+        int64_t nap = m->fed_capped ? 0 : nap_ns(m);
         if (nap > 0) {
             struct timespec ts = {.tv_sec = 0, .tv_nsec = nap};
             nanosleep(&ts, NULL);
