@@ -8,8 +8,11 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "client_helpers.h"
+#include "pard/job.h"
 
 #define PRIVATE_WORKERS 2
 
@@ -407,4 +410,126 @@ Test(array, a_worker_killed_mid_map_loses_nothing_and_a_record_map_follows, .tim
     free(in);
     free(out);
     pard_disconnect(c);
+}
+
+/* A libpard worker serving fns, forked from the test, on d's socket. */
+static int serve_fns(void *arg, int i)
+{
+    (void)i;
+    const struct test_daemon *d = arg;
+    struct pard_worker_opts o = {.socket_path = d->socket, .name = "array-worker"};
+    return pard_worker_run(fns, sizeof(fns) / sizeof(fns[0]), &o) == 0 ? 0 : 1;
+}
+
+/* A raw protocol connection to d in `role`, past its handshake. */
+static int raw_hello(const struct test_daemon *d, enum pard_role role, struct pard_frame_reader *r,
+                     struct pard_msg *m)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    cr_assert_lt(strlen(d->socket), sizeof(sa.sun_path));
+    memcpy(sa.sun_path, d->socket, strlen(d->socket) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(pard_frame_reader_init(r, PARD_FRAME_MAX_CLIENT), 0);
+    pard_msg_init(m, PARD_MSG_HELLO);
+    m->hello.role = role;
+    m->hello.pid = (uint32_t)getpid();
+    cr_assert_eq(pard_sock_send_msg(fd, m, -1), 0);
+    cr_assert_eq(pard_sock_recv_msg(fd, r, m, 5000, NULL), 0);
+    cr_assert_eq(m->type, PARD_MSG_WELCOME);
+    return fd;
+}
+
+/*
+ * A re-queued batch (attempt > 0) whose tasks were all delivered meanwhile
+ * comes back as one skip record (16 bytes) per task. A real map gets there
+ * when reconcile re-queues a batch that a live but stalled worker popped
+ * and had not leased yet: that worker then delivers it (the map is marking
+ * by then), and the re-queued copy reaches a worker with every task
+ * marked. With a large opts.batch and results of a few bytes, a chunk's
+ * skips alone can outgrow the lane's output arena (over the whole arena the
+ * worker leaves the job; over half of it, it can wait for room forever
+ * holding its lease). Here the test is that submitter, speaking the
+ * protocol: 8,192 marked tasks in one descriptor, skips of 128 KiB, a 64 KiB
+ * output arena. Every task must come back skipped, in spans that fit.
+ */
+Test(array, a_requeued_batch_delivered_meanwhile_comes_back_skipped_in_spans_that_fit,
+     .timeout = 60)
+{
+    struct test_daemon d;
+    test_daemon_start(&d);
+    pid_t w = test_fork(serve_fns, &d, 0);
+    d.workers[d.nworkers++] = w;
+    test_wait_workers(&d, 1);
+
+    struct pard_msg *m = malloc(sizeof(*m));
+    cr_assert_not_null(m);
+    struct pard_frame_reader r;
+    int fd = raw_hello(&d, PARD_ROLE_SUBMITTER, &r, m);
+    enum { N = 8192 };
+    pard_msg_init(m, PARD_MSG_SUBMIT);
+    snprintf(m->submit.function, sizeof(m->submit.function), "nothing");
+    m->submit.max_lanes = 1;
+    m->submit.window = N;
+    m->submit.output_arena = 64 << 10;
+    m->submit.array = 1; /* items and results of 0 bytes */
+    cr_assert_eq(pard_sock_send_msg(fd, m, -1), 0);
+    int jfd = -1;
+    cr_assert_eq(pard_sock_recv_msg(fd, &r, m, 10000, &jfd), 0);
+    cr_assert_eq(m->type, PARD_MSG_JOB, "got a %s", pard_msg_type_name(m->type));
+    cr_assert(jfd >= 0);
+    uint64_t id = m->job.job_id;
+    struct pard_job job;
+    cr_assert_eq(pard_job_attach(&job, jfd), 0);
+    close(jfd);
+    for (uint64_t i = 0; i < N; i++)
+        atomic_store(&job.done[i], i + 1); /* all delivered */
+    struct pard_task_desc t = {.first = 0, .count = N, .attempt = 1, .off = 0, .len = 0};
+    cr_assert_eq(pard_ring_push_wait(&job.tasks, &t, 1, PARD_WAIT_BLOCK, -1), 1);
+
+    struct pard_lane lane;
+    cr_assert_eq(pard_job_lane(&job, 0, &lane), 0);
+    uint64_t skipped = 0, spans = 0, biggest = 0;
+    int64_t deadline = pard_now_ns() + 10 * 1000000000LL;
+    while (skipped < N && pard_now_ns() < deadline) {
+        struct pard_result_desc rd;
+        if (pard_ring_spsc_pop(&lane.results, &rd) != 1) {
+            usleep(1000);
+            continue;
+        }
+        const void *base = pard_arena_read(&lane.output, rd.off, rd.len);
+        cr_assert_not_null(base);
+        struct pard_records it;
+        pard_records_init(&it, base, rd.len); /* no values: results of 0 bytes */
+        struct pard_record rec;
+        const void *p;
+        while (pard_records_next(&it, &rec, &p) == 1) {
+            uint64_t index;
+            cr_assert_eq(rec.status, PARD_REC_SKIPPED);
+            cr_assert_eq(rec.len, 8);
+            memcpy(&index, p, 8);
+            cr_assert_eq(index, skipped, "skip of task %llu, expected %llu",
+                         (unsigned long long)index, (unsigned long long)skipped);
+            skipped++;
+        }
+        spans++;
+        if (rd.len > biggest)
+            biggest = rd.len;
+        cr_assert_eq(pard_arena_release(&lane.output, rd.end), 0);
+        pard_event_notify(&lane.results.hdr->not_full);
+    }
+    cr_log_info("skips: %llu in %llu spans, the biggest %llu bytes", (unsigned long long)skipped,
+                (unsigned long long)spans, (unsigned long long)biggest);
+    cr_assert_eq(skipped, N, "%llu of %d tasks came back (the worker could not place its span)",
+                 (unsigned long long)skipped, N);
+    cr_assert_leq(biggest, lane.output.capacity / 2);
+    pard_msg_init(m, PARD_MSG_JOB_END);
+    m->job_end.job_id = id;
+    cr_assert_eq(pard_sock_send_msg(fd, m, -1), 0);
+    pard_job_close(&job);
+    close(fd);
+    pard_frame_reader_destroy(&r);
+    free(m);
+    test_daemon_stop(&d);
 }
