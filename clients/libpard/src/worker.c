@@ -686,7 +686,7 @@ static int flush_items(struct serve *s, uint64_t first, uint32_t count, int64_t 
     return flush_span(s);
 }
 
-/* Tasks per chunk, and the error bytes that end one early: a span stays
+/* Tasks per chunk, and the record bytes that end one early: a span stays
  * well within the lane's limit whatever the result size. */
 #define ITEM_CHUNK_BYTES (64u << 10)
 
@@ -700,7 +700,7 @@ static uint32_t items_per_chunk(const struct serve *s)
 /*
  * Run tasks first .. first + n - 1 of a chunk, their items at `in` (NULL:
  * missing or corrupted), their values into the stage; stops early on an
- * error (*rc) or when the error records grow past their share of the
+ * error (*rc) or when its records (errors, skips) grow past their share of the
  * span. Returns how many it ran. Inlined twice: `plain` for the common case
  * (a first attempt, its items there, no time limit), where nothing happens
  * per task but naming it and calling the function.
@@ -726,7 +726,9 @@ static inline __attribute__((always_inline)) uint32_t run_chunk(struct serve *s,
                 index + 1) {
             *rc = stage_record(w, index, PARD_REC_SKIPPED, NULL, 0); /* delivered meanwhile */
             j++;
-            if (*rc != 0)
+            /* Skips count against the span's record share like errors: a
+             * chunk of small results is thousands of tasks, 16 bytes each. */
+            if (*rc != 0 || w->exc_len > exc_limit)
                 break;
             continue;
         }
