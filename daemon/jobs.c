@@ -637,6 +637,18 @@ void pard__job_submit(struct pard__session *s, const struct pard_msg_submit *sub
             PARD_JOB_MAX_WINDOW, pard__fmt_bytes(PARD_JOB_MAX_ARENA, 0), pard_strerror(rc));
         return;
     }
+    if (sub->array &&
+        (sub->item_size > geo.input_arena / 2 || sub->result_size > geo.output_arena / 4)) {
+        pard__session_send_error(s, -PARD_ETOOBIG, 0,
+                                 "items of %u bytes and results of %u bytes: an array job takes "
+                                 "items of at most %llu bytes (half its input arena) and results "
+                                 "of at most %llu (a quarter of a lane's output arena); map "
+                                 "larger ones with pard_map",
+                                 sub->item_size, sub->result_size,
+                                 (unsigned long long)(geo.input_arena / 2),
+                                 (unsigned long long)(geo.output_arena / 4));
+        return;
+    }
     uint64_t size = pard_job_region_size(&geo);
     if (size > d->cfg.max_job_shm) {
         pard__session_send_error(s, -PARD_ETOOBIG, 0,

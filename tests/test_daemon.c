@@ -502,6 +502,43 @@ Test(daemon, answers_enofunc_for_a_function_nobody_serves)
     daemon_term_ok(d);
 }
 
+/* An array job's fields are checked before anything is made: a flag that
+ * is not 0 or 1, sizes without the flag, items or results its arenas
+ * cannot hold. Each gets its error, and the connection stays. */
+Test(daemon, refuses_array_jobs_it_cannot_run_with_clear_errors)
+{
+    struct daemon *d = daemon_new();
+    daemon_start(d);
+    struct conn c;
+    conn_hello(&c, d, PARD_ROLE_SUBMITTER);
+    static const struct {
+        uint32_t array, item_size, result_size;
+        int code;
+        const char *says;
+    } cases[] = {
+        {2, 8, 8, -EINVAL, "array must be 0 (records) or 1"},
+        {0, 8, 0, -EINVAL, "apply to array jobs only"},
+        {1, 3u << 20, 8, -PARD_ETOOBIG, "half its input arena"},
+        {1, 8, 200u << 10, -PARD_ETOOBIG, "a quarter of a lane's output arena"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        pard_msg_init(c.m, PARD_MSG_SUBMIT);
+        snprintf(c.m->submit.function, sizeof(c.m->submit.function), "no_such_fn");
+        c.m->submit.array = cases[i].array;
+        c.m->submit.item_size = cases[i].item_size;
+        c.m->submit.result_size = cases[i].result_size;
+        conn_send(&c, -1);
+        conn_expect_error(&c, cases[i].code);
+        cr_assert(strstr(c.m->error.message, cases[i].says), "case %zu: %s", i, c.m->error.message);
+    }
+    pard_msg_init(c.m, PARD_MSG_STATS);
+    conn_send(&c, -1);
+    conn_expect(&c, PARD_MSG_STATS_REPLY, NULL);
+    cr_assert_eq(c.m->stats_reply.jobs, 0);
+    conn_close(&c);
+    daemon_term_ok(d);
+}
+
 Test(daemon, closes_only_the_connection_that_sends_a_malformed_frame)
 {
     struct daemon *d = daemon_new();

@@ -57,7 +57,9 @@
 extern "C" {
 #endif
 
-#define PARD_JOB_LAYOUT_VERSION 2u
+/* 3: array jobs' spans, done marks cleared by the submitter (a process
+ * of an earlier layout refuses the region rather than misread it). */
+#define PARD_JOB_LAYOUT_VERSION 3u
 
 /* A shared block (pard_share) is a region with one section of this kind. */
 #define PARD_SHARE_LAYOUT_VERSION 1u
