@@ -309,7 +309,7 @@ static void advance(struct map *m)
          * eight at a time where aligned. */
         uint64_t i = m->low, next = m->next, eight;
         for (;;) {
-            if ((i & 7) == 0 && next - i >= 8 &&
+            if ((i & 7) == 0 && next - i >= 8 && mask >= 7 &&
                 (memcpy(&eight, &state[i & mask], 8), eight == SLOTS8(SLOT_DONE))) {
                 eight = SLOTS8(SLOT_FREE);
                 memcpy(&state[i & mask], &eight, 8);
@@ -910,7 +910,7 @@ static void take_values(struct map *m, uint64_t from, uint64_t to, const uint8_t
         /* Eight at a time where they are aligned (W is a multiple of 8, so
          * they never wrap), the common case: all pending. */
         uint64_t eight;
-        if ((i & 7) == 0 && to - i >= 8 &&
+        if ((i & 7) == 0 && to - i >= 8 && mask >= 7 &&
             (memcpy(&eight, &state[i & mask], 8), eight == SLOTS8(SLOT_PENDING))) {
             eight = SLOTS8(SLOT_DONE);
             memcpy(&state[i & mask], &eight, 8);
@@ -1368,27 +1368,9 @@ static int look_around(struct map *m, int64_t now)
     return rc != 0 ? fail_job(m, rc, "%s", pard_last_error()) : 0;
 }
 
-/* An array job's items and results must fit its arenas as records do:
- * an item in half the input arena, a result (with room for an error
- * message beside it) in a quarter of a lane's output arena. */
-static int check_array_sizes(struct map *m)
-{
-    uint64_t in_max = m->job.input.capacity / 2, out_max = m->job.geo.output_arena / 4;
-    if (m->item_size > in_max || m->result_size > out_max)
-        return fail_job(m, -PARD_ETOOBIG,
-                        "items of %llu bytes and results of %llu bytes: an array map takes items "
-                        "of at most %llu bytes and results of at most %llu; map larger ones "
-                        "with pard_map",
-                        (unsigned long long)m->item_size, (unsigned long long)m->result_size,
-                        (unsigned long long)in_max, (unsigned long long)out_max);
-    return 0;
-}
-
 static int run(struct map *m)
 {
     int rc = start_job(m);
-    if (rc == 0 && m->array)
-        rc = check_array_sizes(m);
     if (rc != 0)
         return rc;
     int64_t t0 = pard_now_ns();
@@ -1431,16 +1413,16 @@ static int run(struct map *m)
          * this process busy beside the workers for the whole map. Not when
          * feed stopped at its cap with room left: that would leave the
          * ring short while we sleep. */
+        if (fed > 0 || got > 0)
+            m->quiet_looks = 0;
         int64_t nap = m->fed_capped ? 0 : nap_ns(m);
         if (nap > 0) {
             struct timespec ts = {.tv_sec = 0, .tv_nsec = nap};
             nanosleep(&ts, NULL);
             continue;
         }
-        if (fed > 0 || got > 0) {
-            m->quiet_looks = 0;
+        if (fed > 0 || got > 0)
             continue;
-        }
         rc = pard_wait_until(&m->job.ctl->results, result_wait_mode(m), map_ready, m,
                              now + PARD__SLICE_NS);
         if (rc == -ETIMEDOUT) {

@@ -787,8 +787,8 @@ static int run_items(struct serve *s, const struct pard_task_desc *d, uint32_t a
             w->stage = b;
             w->stage_cap = vals;
         }
-        if (vals > 8)
-            memset(w->stage + vals - 8, 0, 8); /* the padding */
+        if (vals > (uint64_t)n * rs) /* the padding */
+            memset(w->stage + (uint64_t)n * rs, 0, vals - (uint64_t)n * rs);
         int64_t t0 = pard_now_ns();
         s->task_start_ns = t0;
         /* Per task only buf, len and index change: the flags are set again
@@ -1011,6 +1011,8 @@ static int serve_job(struct worker *w, const struct pard_msg_attach *a, int job_
  * The loop
  * ---------------------------------------------------------------------- */
 
+#define KEEP_IDLE_MS 10000
+
 int pard_worker_run(const struct pard_function *fns, size_t nfns,
                     const struct pard_worker_opts *opts)
 {
@@ -1042,7 +1044,14 @@ int pard_worker_run(const struct pard_function *fns, size_t nfns,
         goto out;
     for (;;) {
         int fd = -1;
-        rc = pard__recv(w.c, -1, &fd);
+        /* The last job's mapping is kept for the next job (serve_job), but
+         * not for long: the daemon gives its region back after 10 s unused,
+         * and a mapping would keep the memory alive beyond its count. */
+        rc = pard__recv(w.c, w.c->kept_job.base ? KEEP_IDLE_MS : -1, &fd);
+        if (rc == -ETIMEDOUT) {
+            pard_region_close(&w.c->kept_job);
+            continue;
+        }
         if (rc != 0)
             break;
         if (m->type == PARD_MSG_ATTACH && fd >= 0) {

@@ -305,8 +305,8 @@ int pard_map(struct pard_client *c, const char *function, pard_input_fn next_inp
  * limit) or writes other than result_size bytes leaves its result alone
  * and goes to on_error with its message, in input order unless
  * opts.unordered; a non-zero return from on_error cancels the map, which
- * returns that value. With on_error NULL the first failure in input order
- * stops the map: it returns -PARD_ETASK, and pard_last_error() names the
+ * returns that value. With on_error NULL the first failure (in input
+ * order; with opts.unordered, the first to come back) stops the map: it returns -PARD_ETASK, and pard_last_error() names the
  * task and says why. Items are at most half the job's input arena (2 MiB
  * by default), results at most a quarter of a lane's output arena (128
  * KiB), else -PARD_ETOOBIG. Otherwise as pard_map (opts.total is n).
