@@ -26,6 +26,8 @@
  *   tail      its lane's result ring tail only, to a plausible value ahead
  *             of head (the submitter never reads it; it must not be woken
  *             by it either)
+ *   items     (an array job of 8-byte results) a span of values whose error
+ *             record names a task outside the span
  *   claim     no scribble: it claims the next task-ring position (the CAS
  *             on head that starts a pop) and kills itself with SIGKILL
  *             before it copies the descriptor or releases the slot, as a
@@ -57,10 +59,11 @@ enum mode {
     M_COUNTERS,
     M_STATE,
     M_TAIL,
-    M_CLAIM
+    M_CLAIM,
+    M_ITEMS
 };
-static const char *const mode_names[] = {"none",  "ring",     "desc",  "record", "lease",
-                                         "tasks", "counters", "state", "tail",   "claim"};
+static const char *const mode_names[] = {"none",     "ring",  "desc", "record", "lease", "tasks",
+                                         "counters", "state", "tail", "claim",  "items"};
 
 struct hostile {
     struct pard_client *c;
@@ -202,6 +205,25 @@ static void scribble(struct hostile *h, const struct pard_task_desc *d)
     case M_STATE:
         atomic_store(&h->job.ctl->state, 0x5ca1ab1eu);
         break;
+    case M_ITEMS: { /* values, then an error record for a task past the span */
+        uint64_t vals = pard_array_bytes(d->count, 8), index = d->first + d->count + 5;
+        struct pard_span span;
+        if (pard_arena_alloc(&h->lane.output, vals + 24, &span) != 0)
+            return;
+        uint8_t *p = pard_arena_ptr(&h->lane.output, span.off);
+        memset(p, 0, vals + 24);
+        struct pard_record rec = {.len = 11, .status = PARD_REC_ERROR};
+        memcpy(p + vals, &rec, sizeof(rec));
+        memcpy(p + vals + 8, &index, 8);
+        memcpy(p + vals + 16, "bad", 3);
+        struct pard_result_desc r = {.first = d->first,
+                                     .count = d->count,
+                                     .off = span.off,
+                                     .len = vals + 24,
+                                     .end = span.end};
+        pard_ring_spsc_push(&h->lane.results, &r);
+        break;
+    }
     case M_TAIL: /* five results "published", none written */
         atomic_store(&h->lane.results.hdr->tail, atomic_load(&h->lane.results.hdr->head) + 5);
         break;

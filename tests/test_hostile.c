@@ -29,6 +29,7 @@ struct run {
     const char *function;
     uint64_t n;
     struct pard_map_opts opts;
+    bool array; /* pard_map_array of int64 indices into int64 results */
     pthread_t thread;
     /* outcome */
     int rc;
@@ -84,13 +85,52 @@ static int run_result(void *arg, const struct pard_result *res)
     return 0;
 }
 
+/* An array map's failure: nothing in these tests should fail a task. */
+static int run_item_failed(void *arg, const struct pard_result *res)
+{
+    struct run *r = arg;
+    r->wrong++;
+    return 0;
+}
+
+/* The array form: results are checked once the map is over (a slot still
+ * at -1 was never delivered). */
+static int run_array(struct run *r, struct pard_client *c)
+{
+    int64_t *items = malloc(r->n * sizeof(*items)), *out = malloc(r->n * sizeof(*out));
+    if (!items || !out) {
+        free(items);
+        free(out);
+        return -ENOMEM;
+    }
+    for (uint64_t i = 0; i < r->n; i++) {
+        items[i] = (int64_t)i;
+        out[i] = -1;
+    }
+    int rc = pard_map_array(c, r->function, items, 8, r->n, out, 8, run_item_failed, r, &r->opts,
+                            &r->stats);
+    for (uint64_t i = 0; i < r->n; i++) {
+        if (out[i] == -1)
+            continue;
+        r->count[i]++;
+        if (out[i] == (int64_t)(i * i))
+            r->correct++;
+        else
+            r->wrong++;
+    }
+    free(items);
+    free(out);
+    return rc;
+}
+
 static void *run_thread(void *arg)
 {
     struct run *r = arg;
     struct pard_client *c = NULL;
     r->rc = pard_connect(&c, r->socket);
     if (r->rc == 0) {
-        r->rc = pard_map(c, r->function, run_input, run_result, r, &r->opts, &r->stats);
+        r->rc = r->array ? run_array(r, c)
+                         : pard_map(c, r->function, run_input, run_result, r, &r->opts, &r->stats);
         if (r->rc != 0)
             snprintf(r->error, sizeof(r->error), "%s", pard_last_error());
         pard_disconnect(c);
@@ -199,6 +239,7 @@ struct scene {
 static void scene_start_with(struct scene *s, const char *mode, bool exit_after,
                              uint32_t timeout_ms, uint64_t tasks, uint32_t batch)
 {
+    bool array = strcmp(mode, "items") == 0;
     memset(s, 0, sizeof(*s));
     test_daemon_start(&s->d);
     struct pard_client *c = NULL;
@@ -212,6 +253,7 @@ static void scene_start_with(struct scene *s, const char *mode, bool exit_after,
     run_start(&s->other, s->d.socket, "square", OTHER_TASKS);
     s->job.opts.batch = batch;
     s->job.opts.timeout_ms = timeout_ms;
+    s->job.array = array;
     run_start(&s->job, s->d.socket, "hostile", tasks);
 }
 
@@ -293,6 +335,14 @@ Test(hostile, records_with_impossible_lengths_stop_the_job, .timeout = 90)
     struct scene s;
     scene_start(&s, "record", false, 0);
     expect_corrupt(&s, "a result record that runs past its span", true);
+    scene_finish(&s);
+}
+
+Test(hostile, an_array_span_naming_a_task_outside_it_stops_the_job, .timeout = 90)
+{
+    struct scene s;
+    scene_start(&s, "items", false, 0);
+    expect_corrupt(&s, "an array result record for a task not in its span", true);
     scene_finish(&s);
 }
 
