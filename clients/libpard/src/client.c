@@ -20,6 +20,14 @@
  * client left to hold it. */
 static __thread char last_error[512];
 
+size_t pard__vformat(char *buf, size_t cap, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(buf, cap, fmt, ap);
+    if (n < 0)
+        return 0;
+    return (size_t)n >= cap ? cap - 1 : (size_t)n;
+}
+
 int pard__set_error(struct pard_client *c, int code, const char *fmt, ...)
 {
     (void)c;

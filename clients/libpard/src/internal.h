@@ -73,6 +73,10 @@ void pard__stop_private(struct pard_client *c);
  * pard_map calls it as it waits. */
 void pard__private_respawn(struct pard_client *c);
 
+/* pard__vformat - vsnprintf into buf[cap]; returns the length kept (cut to
+ * fit; 0 if formatting failed), for messages that travel with a length. */
+size_t pard__vformat(char *buf, size_t cap, const char *fmt, va_list ap);
+
 /* pard__set_error - record a message with context and return code. */
 int pard__set_error(struct pard_client *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

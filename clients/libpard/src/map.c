@@ -392,13 +392,9 @@ static void fail_task(struct map *m, uint64_t i, int code, const char *fmt, ...)
     char msg[300];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = pard__vformat(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof(msg))
-        n = sizeof(msg) - 1;
-    accept_result(m, i, code, msg, (size_t)n);
+    accept_result(m, i, code, msg, n);
 }
 
 /* ----------------------------------------------------------------------
@@ -1438,13 +1434,16 @@ static int run(struct map *m)
     return m->error;
 }
 
-/* A map on c: the options, then run() with the inputs the caller set. */
-static struct map *map_new(struct pard_client *c, const char *function,
-                           const struct pard_map_opts *opts)
+/* A map on c: the function's name checked, the options; then run() with
+ * the inputs the caller set. */
+static int map_new(struct pard_client *c, const char *function, const struct pard_map_opts *opts,
+                   struct map **out)
 {
+    if (!pard_name_valid(function))
+        return pard__set_error(c, -EINVAL, "'%s' is not a valid function name", function);
     struct map *m = calloc(1, sizeof(*m));
-    if (!m)
-        return NULL;
+    if (!(*out = m))
+        return -ENOMEM;
     m->c = c;
     m->function = function;
     if (opts)
@@ -1452,7 +1451,7 @@ static struct map *map_new(struct pard_client *c, const char *function,
     m->batch = 1;
     if (m->opts.retries > UINT8_MAX) /* slot.tries counts to 255 */
         m->opts.retries = UINT8_MAX;
-    return m;
+    return 0;
 }
 
 static int map_run(struct map *m, struct pard_map_stats *stats)
@@ -1474,11 +1473,10 @@ int pard_map(struct pard_client *c, const char *function, pard_input_fn next_inp
 {
     if (!c || !function || !next_input || !on_result)
         return -EINVAL;
-    if (!pard_name_valid(function))
-        return pard__set_error(c, -EINVAL, "'%s' is not a valid function name", function);
-    struct map *m = map_new(c, function, opts);
-    if (!m)
-        return -ENOMEM;
+    struct map *m;
+    int rc = map_new(c, function, opts, &m);
+    if (rc != 0)
+        return rc;
     m->next_input = next_input;
     m->on_result = on_result;
     m->arg = arg;
@@ -1500,17 +1498,16 @@ int pard_map_array(struct pard_client *c, const char *function, const void *item
 {
     if (!c || !function || (n && item_size && !items) || (n && result_size && !results))
         return -EINVAL;
-    if (!pard_name_valid(function))
-        return pard__set_error(c, -EINVAL, "'%s' is not a valid function name", function);
     if (item_size > UINT32_MAX || result_size > UINT32_MAX ||
         (item_size && n > SIZE_MAX / item_size) || (result_size && n > SIZE_MAX / result_size))
         return pard__set_error(c, -EINVAL,
                                "an array map of %zu items of %zu bytes into results of %zu "
                                "bytes does not fit in memory",
                                n, item_size, result_size);
-    struct map *m = map_new(c, function, opts);
-    if (!m)
-        return -ENOMEM;
+    struct map *m;
+    int rc = map_new(c, function, opts, &m);
+    if (rc != 0)
+        return rc;
     m->array = true;
     m->items = items;
     m->item_size = item_size;

@@ -547,13 +547,9 @@ static int emit_error(struct serve *s, uint64_t index, const char *fmt, ...)
     char msg[256];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = pard__vformat(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof(msg))
-        n = sizeof(msg) - 1;
-    return emit(s, index, PARD_REC_ERROR, msg, (size_t)n);
+    return emit(s, index, PARD_REC_ERROR, msg, n);
 }
 
 /* Run one task and emit its record. */
@@ -637,13 +633,9 @@ static int stage_error(struct worker *w, uint64_t index, const char *fmt, ...)
     char msg[256];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = pard__vformat(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof(msg))
-        n = sizeof(msg) - 1;
-    return stage_record(w, index, PARD_REC_ERROR, msg, (size_t)n);
+    return stage_record(w, index, PARD_REC_ERROR, msg, n);
 }
 
 /* The task just run left no value: say why. */
