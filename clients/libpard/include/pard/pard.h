@@ -303,18 +303,17 @@ int pard_map(struct pard_client *c, const char *function, pard_input_fn next_inp
  *
  * A task that fails (pard_out_error, a non-zero return, a crash, a time
  * limit) or writes other than result_size bytes leaves its result alone
- * and goes to on_error with its message, in input order unless
+ * and goes to on_error with its message (cut at 1 KiB), in input order unless
  * opts.unordered; a non-zero return from on_error cancels the map, which
  * returns that value. With on_error NULL the first failure (in input
- * order; with opts.unordered, the first to come back) stops the map: it returns -PARD_ETASK, and pard_last_error() names the
- * task and says why. Items are at most half the job's input arena (2 MiB
- * by default), results at most a quarter of a lane's output arena (128
- * KiB), else -PARD_ETOOBIG. Otherwise as pard_map (opts.total is n).
+ * order; with opts.unordered, the first to come back) stops the map: it returns -PARD_ETASK, and
+ * pard_last_error() names the task and says why. Items are at most half the job's input arena (2
+ * MiB by default), results at most a quarter of a lane's output arena (128 KiB), else
+ * -PARD_ETOOBIG. Otherwise as pard_map (opts.total is n).
  */
-int pard_map_array(struct pard_client *c, const char *function, const void *items,
-                   size_t item_size, size_t n, void *results, size_t result_size,
-                   pard_result_fn on_error, void *arg, const struct pard_map_opts *opts,
-                   struct pard_map_stats *stats);
+int pard_map_array(struct pard_client *c, const char *function, const void *items, size_t item_size,
+                   size_t n, void *results, size_t result_size, pard_result_fn on_error, void *arg,
+                   const struct pard_map_opts *opts, struct pard_map_stats *stats);
 
 /*
  * pard_cancel - ask the running pard_map on c to stop; it returns
