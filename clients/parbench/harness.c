@@ -451,7 +451,33 @@ static void wait_idle(struct pb_pard *p, unsigned n)
     }
 }
 
-static int map_outcome(struct pb_map_run *run, const struct feed *fp, int rc);
+/* What a map's return and its results say, printed when it failed. */
+static int map_outcome(struct pb_map_run *run, const struct feed *f, int rc)
+{
+    run->delivered = f->delivered;
+    run->failed = f->failed;
+    if (f->cancelled && rc == -PARD_ECANCELED) {
+        run->cancelled = true;
+        return f->failed ? -PARD_ETASK : 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "parbench: pard map failed: %s\n",
+                *pard_last_error() ? pard_last_error() : pard_strerror(rc));
+        return rc;
+    }
+    if (f->failed) {
+        fprintf(stderr, "parbench: %llu of %llu tasks failed; the first: %s (%s)\n",
+                (unsigned long long)f->failed, (unsigned long long)run->tasks, f->message,
+                pard_strerror(f->first_error));
+        return -PARD_ETASK;
+    }
+    if (f->delivered != run->tasks) {
+        fprintf(stderr, "parbench: %llu results for %llu tasks\n", (unsigned long long)f->delivered,
+                (unsigned long long)run->tasks);
+        return -PARD_ECORRUPT;
+    }
+    return 0;
+}
 
 /* The array form: the items array is made inside the timing, as Pool.map
  * makes its list of the iterable it is given. */
@@ -488,8 +514,6 @@ int pb_pard_map(struct pb_pard *p, struct pb_map_run *run)
     run->cancelled = false;
     if (run->array) {
         int rc = map_array(p, run, &f, &mo);
-        run->delivered = f.delivered;
-        run->failed = f.failed;
         return map_outcome(run, &f, rc);
     }
     int64_t t0 = pard_now_ns();
@@ -498,34 +522,5 @@ int pb_pard_map(struct pb_pard *p, struct pb_map_run *run)
     int rc = pard_map(p->c, run->fn == PB_FN_BUSY ? "busy" : "noop",
                       run->fn == PB_FN_BUSY ? next_busy : next_noop, on_result, &f, &mo, &st);
     run->elapsed_ns = (double)(pard_now_ns() - t0);
-    run->delivered = f.delivered;
-    run->failed = f.failed;
     return map_outcome(run, &f, rc);
-}
-
-/* What a map's return and its results say, printed when it failed. */
-static int map_outcome(struct pb_map_run *run, const struct feed *fp, int rc)
-{
-    const struct feed f = *fp;
-    if (f.cancelled && rc == -PARD_ECANCELED) {
-        run->cancelled = true;
-        return f.failed ? -PARD_ETASK : 0;
-    }
-    if (rc != 0) {
-        fprintf(stderr, "parbench: pard map failed: %s\n",
-                *pard_last_error() ? pard_last_error() : pard_strerror(rc));
-        return rc;
-    }
-    if (f.failed) {
-        fprintf(stderr, "parbench: %llu of %llu tasks failed; the first: %s (%s)\n",
-                (unsigned long long)f.failed, (unsigned long long)run->tasks, f.message,
-                pard_strerror(f.first_error));
-        return -PARD_ETASK;
-    }
-    if (f.delivered != run->tasks) {
-        fprintf(stderr, "parbench: %llu results for %llu tasks\n", (unsigned long long)f.delivered,
-                (unsigned long long)run->tasks);
-        return -PARD_ECORRUPT;
-    }
-    return 0;
 }

@@ -118,16 +118,12 @@ struct map {
     uint64_t job_id;
     uint64_t W; /* window */
 
-    struct pard__window *window; /* the client's, holding the four arrays below */
-    uint8_t *state;              /* W entries each, index & (W-1): SLOT_* */
-    struct counts *counts;       /* retries and deaths */
-    struct held *held;           /* results held for order */
+    struct pard__window *window; /* the client's: state, counts, held, batches */
     uint64_t low;                /* every index below is delivered */
     uint64_t next;               /* next index to take from the input */
     bool input_done;
 
-    struct batch *batches; /* FIFO of W entries */
-    uint64_t bhead, btail;
+    uint64_t bhead, btail; /* window->batches, a FIFO of W entries */
 
     struct pard_task_desc cur; /* the batch being filled */
     uint64_t cur_end;
@@ -161,14 +157,14 @@ struct map {
 
 static inline uint8_t *state_of(const struct map *m, uint64_t i)
 {
-    return &m->state[i & (m->W - 1)];
+    return &m->window->state[i & (m->W - 1)];
 }
 
 /* Task i's counts, zero until a death or retry is counted: reset when
  * first looked at, not for every task fed (most never need them). */
 static inline struct counts *counts_of(const struct map *m, uint64_t i)
 {
-    struct counts *c = &m->counts[i & (m->W - 1)];
+    struct counts *c = &m->window->counts[i & (m->W - 1)];
     if (c->task != i + 1 || c->map != m->window->maps)
         *c = (struct counts){.task = i + 1, .map = m->window->maps};
     return c;
@@ -178,14 +174,14 @@ static inline struct counts *counts_of(const struct map *m, uint64_t i)
 static inline void tasks_begin(struct map *m, uint64_t from, uint64_t to)
 {
     if (to - from == 1) { /* pard_map: one at a time */
-        m->state[from & (m->W - 1)] = SLOT_PENDING;
+        m->window->state[from & (m->W - 1)] = SLOT_PENDING;
         return;
     }
     while (from < to) {
         uint64_t at = from & (m->W - 1), n = to - from;
         if (n > m->W - at)
             n = m->W - at; /* up to the end of the array, then from 0 */
-        memset(m->state + at, SLOT_PENDING, n);
+        memset(m->window->state + at, SLOT_PENDING, n);
         from += n;
     }
 }
@@ -281,7 +277,7 @@ static inline void call_back(struct map *m, uint64_t index, int status, const vo
 static void release_inputs_slow(struct map *m)
 {
     while (m->bhead != m->btail) {
-        struct batch *b = &m->batches[m->bhead & (m->W - 1)];
+        struct batch *b = &m->window->batches[m->bhead & (m->W - 1)];
         if (b->first + b->count > m->low)
             break;
         pard_arena_release(&m->job.input, b->end); /* our own arena: cannot fail */
@@ -293,7 +289,7 @@ static void release_inputs_slow(struct map *m)
  * delivered (its end is at least `low` whenever a batch is outstanding). */
 static inline void release_inputs(struct map *m)
 {
-    const struct batch *b = &m->batches[m->bhead & (m->W - 1)];
+    const struct batch *b = &m->window->batches[m->bhead & (m->W - 1)];
     if (m->bhead != m->btail && b->first + b->count <= m->low)
         release_inputs_slow(m);
 }
@@ -303,7 +299,7 @@ static inline void release_inputs(struct map *m)
 static void advance(struct map *m)
 {
     const uint64_t mask = m->W - 1;
-    uint8_t *const state = m->state;
+    uint8_t *const state = m->window->state;
     while (m->low < m->next && m->error == 0) {
         /* Delivered already (array values, unordered results): pass them,
          * eight at a time where aligned. */
@@ -321,14 +317,14 @@ static void advance(struct map *m)
             }
         }
         m->low = i;
-        if (i == m->next || m->state[i & mask] != SLOT_HELD)
+        if (i == m->next || state[i & mask] != SLOT_HELD)
             break;
-        struct held *h = &m->held[i & mask];
+        struct held *h = &m->window->held[i & mask];
         call_back(m, i, h->status, held_bytes(h), h->len);
         if (h->len > SLOT_INLINE)
             free(h->data);
         h->data = NULL;
-        m->state[i & mask] = SLOT_FREE;
+        state[i & mask] = SLOT_FREE;
         m->low++;
     }
     release_inputs(m);
@@ -336,7 +332,7 @@ static void advance(struct map *m)
 
 static void hold_result(struct map *m, uint64_t i, int status, const void *data, size_t len)
 {
-    struct held *s = &m->held[i & (m->W - 1)];
+    struct held *s = &m->window->held[i & (m->W - 1)];
     if (len <= SLOT_INLINE) {
         memcpy(s->small, data, len);
     } else {
@@ -528,7 +524,7 @@ static int flush_cur(struct map *m)
         if (rc != 0)
             return rc;
     }
-    struct batch *b = &m->batches[m->btail & (m->W - 1)];
+    struct batch *b = &m->window->batches[m->btail & (m->W - 1)];
     b->first = m->cur.first;
     b->count = m->cur.count;
     b->off = m->cur.off;
@@ -609,7 +605,7 @@ static int feed(struct map *m)
     moved += rc;
     /* Stopped by the cap with nothing pushed (inputs failed as too big,
      * say): still progress, so the caller looks again at once. */
-    if (moved == 0 && !m->input_done && m->next >= stop)
+    if (moved == 0 && m->fed_capped)
         moved = 1;
     /* Whatever stopped us, let workers start on the partial batch. */
     if (m->cur.count > 0 && m->error == 0) {
@@ -773,7 +769,7 @@ static struct batch *batch_of(struct map *m, uint64_t i)
     uint64_t lo = m->bhead, hi = m->btail; /* binary search by first */
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        struct batch *b = &m->batches[mid & (m->W - 1)];
+        struct batch *b = &m->window->batches[mid & (m->W - 1)];
         if (i < b->first)
             hi = mid;
         else if (i >= b->first + b->count)
@@ -892,7 +888,7 @@ static int lane_corrupt(struct map *m, uint32_t li, const char *what)
 static void take_values(struct map *m, uint64_t from, uint64_t to, const uint8_t *src)
 {
     const uint64_t rs = m->result_size, mask = m->W - 1;
-    uint8_t *const state = m->state;
+    uint8_t *const state = m->window->state;
     _Atomic uint64_t *const done = m->job.done;
     if (from < m->low) { /* a second result of tasks delivered already */
         uint64_t old = (to < m->low ? to : m->low) - from;
@@ -1263,12 +1259,6 @@ static int start_job(struct map *m)
     m->W = m->job.geo.window;
     m->lanes = calloc(m->job.geo.lanes, sizeof(*m->lanes));
     m->window = window_get(m->c, m->W);
-    if (m->window) {
-        m->state = m->window->state;
-        m->counts = m->window->counts;
-        m->held = m->window->held;
-        m->batches = m->window->batches;
-    }
     if (!m->lanes || !m->window)
         return pard__set_error(m->c, -ENOMEM, "out of memory for job %llu",
                                (unsigned long long)m->job_id);
@@ -1291,8 +1281,8 @@ static void end_job(struct map *m)
      * for the next map, giving back held copies. */
     for (uint64_t i = m->low; m->window && i < m->next; i++) {
         uint8_t *state = state_of(m, i);
-        if (*state == SLOT_HELD && m->held[i & (m->W - 1)].len > SLOT_INLINE)
-            free(m->held[i & (m->W - 1)].data);
+        if (*state == SLOT_HELD && m->window->held[i & (m->W - 1)].len > SLOT_INLINE)
+            free(m->window->held[i & (m->W - 1)].data);
         *state = SLOT_FREE;
     }
     free(m->lanes);

@@ -66,6 +66,16 @@ static void out_to_heap(struct pard_out *out)
     out->in_slot = false;
 }
 
+/* Writes go to an array task's result slot, of `size` bytes (set per chunk
+ * and after a failure: per task only buf, len and index change). */
+static void out_to_slot(struct pard_out *out, size_t size)
+{
+    out->cap = size;
+    out->in_slot = true;
+    out->overflow = false;
+    out->failed = false;
+}
+
 static int out_reserve(struct pard_out *out, size_t more)
 {
     if (out->len + more <= out->cap)
@@ -713,21 +723,16 @@ static inline __attribute__((always_inline)) uint32_t run_chunk(struct serve *s,
     uint32_t j = 0;
     while (j < n) {
         uint64_t index = first + j;
-        if (!plain && attempt > 0 &&
-            atomic_load_explicit(&s->job.done[index & (window - 1)], memory_order_acquire) ==
-                index + 1) {
-            *rc = stage_record(w, index, PARD_REC_SKIPPED, NULL, 0); /* delivered meanwhile */
+        bool skip = !plain && attempt > 0 &&
+                    atomic_load_explicit(&s->job.done[index & (window - 1)],
+                                         memory_order_acquire) == index + 1;
+        if (!plain && (skip || !in)) {
+            *rc = skip ? stage_record(w, index, PARD_REC_SKIPPED, NULL, 0) /* delivered meanwhile */
+                       : stage_error(w, index,
+                                     "the task's input is missing or corrupted in shared memory");
             j++;
             /* Skips count against the span's record share like errors: a
              * chunk of small results is thousands of tasks, 16 bytes each. */
-            if (*rc != 0 || w->exc_len > exc_limit)
-                break;
-            continue;
-        }
-        if (!plain && !in) {
-            *rc =
-                stage_error(w, index, "the task's input is missing or corrupted in shared memory");
-            j++;
             if (*rc != 0 || w->exc_len > exc_limit)
                 break;
             continue;
@@ -745,10 +750,7 @@ static inline __attribute__((always_inline)) uint32_t run_chunk(struct serve *s,
         j++;
         if (__builtin_expect(frc != 0 || out->failed || out->overflow || out->len != rs, 0)) {
             *rc = stage_failure(s, index, frc);
-            out->cap = rs;
-            out->in_slot = true;
-            out->overflow = false;
-            out->failed = false;
+            out_to_slot(out, rs);
             if (*rc != 0 || w->exc_len > exc_limit)
                 break;
         }
@@ -783,13 +785,9 @@ static int run_items(struct serve *s, const struct pard_task_desc *d, uint32_t a
             memset(w->stage + (uint64_t)n * rs, 0, vals - (uint64_t)n * rs);
         int64_t t0 = pard_now_ns();
         s->task_start_ns = t0;
-        /* Per task only buf, len and index change: the flags are set again
-         * after a failure alone (and a byte store read back as part of a
-         * wider load stalls the loop). */
-        out->cap = rs;
-        out->in_slot = true;
-        out->overflow = false;
-        out->failed = false;
+        /* Not per task: a byte store read back as part of a wider load
+         * (the checks after each call) stalls the loop. */
+        out_to_slot(out, rs);
         /* For the watchdog: in a task (it reads which from `current`). */
         atomic_store_explicit(&w->wd.task, first + 1, memory_order_release);
         const uint8_t *items = in ? in + (uint64_t)done * is : NULL;
@@ -804,35 +802,12 @@ static int run_items(struct serve *s, const struct pard_task_desc *d, uint32_t a
     return rc;
 }
 
-/* Run one batch: lease it, run each task, push the results, clear the
- * lease. The batch is parts[0 .. nparts-1], adjacent descriptors taken as
- * one run and leased as one: each part's input records are walked from the
+/* A record job's lease: each part's input records are walked from the
  * part's own offset, since the submitter may free a part's input once all
  * its tasks are delivered elsewhere (re-queued) while a later part is not. */
-static int run_batch(struct serve *s, const struct pard_task_desc *parts, int nparts)
+static int run_records(struct serve *s, const struct pard_task_desc *parts, int nparts,
+                       const struct pard_task_desc *d)
 {
-    struct pard_task_desc lease = parts[0];
-    for (int p = 1; p < nparts; p++) {
-        lease.count += parts[p].count;
-        lease.len += parts[p].len;
-    }
-    const struct pard_task_desc *d = &lease;
-    struct pard_lane_ctl *ctl = s->lane.ctl;
-    ctl->lease = *d;
-    s->task_start_ns = pard_now_ns();
-    atomic_store_explicit(&ctl->current, d->first, memory_order_relaxed);
-    atomic_store_explicit(&ctl->started_ns, s->task_start_ns, memory_order_relaxed);
-    /* Release: the lease's contents are visible to whoever sees leased. */
-    atomic_store_explicit(&ctl->leased, 1, memory_order_release);
-
-    if (s->array) {
-        int rc = 0;
-        for (int p = 0; p < nparts && rc == 0; p++)
-            rc = run_items(s, &parts[p], d->attempt);
-        atomic_fetch_add_explicit(&ctl->tasks_done, d->count, memory_order_relaxed);
-        atomic_store_explicit(&ctl->leased, 0, memory_order_release);
-        return rc;
-    }
     int part = 0;
     const void *base = pard_arena_read(&s->job.input, parts[0].off, parts[0].len);
     uint64_t part_end = parts[0].first + parts[0].count;
@@ -861,8 +836,33 @@ static int run_batch(struct serve *s, const struct pard_task_desc *parts, int np
         else
             rc = run_task(s, index, payload, rec.len);
     }
-    if (rc == 0)
-        rc = flush_span(s);
+    return rc == 0 ? flush_span(s) : rc;
+}
+
+/* Run one batch: lease it, run each task, push the results, clear the
+ * lease. The batch is parts[0 .. nparts-1], adjacent descriptors taken as
+ * one run and leased as one. */
+static int run_batch(struct serve *s, const struct pard_task_desc *parts, int nparts)
+{
+    struct pard_task_desc lease = parts[0];
+    for (int p = 1; p < nparts; p++) {
+        lease.count += parts[p].count;
+        lease.len += parts[p].len;
+    }
+    const struct pard_task_desc *d = &lease;
+    struct pard_lane_ctl *ctl = s->lane.ctl;
+    ctl->lease = *d;
+    s->task_start_ns = pard_now_ns();
+    atomic_store_explicit(&ctl->current, d->first, memory_order_relaxed);
+    atomic_store_explicit(&ctl->started_ns, s->task_start_ns, memory_order_relaxed);
+    /* Release: the lease's contents are visible to whoever sees leased. */
+    atomic_store_explicit(&ctl->leased, 1, memory_order_release);
+    int rc = 0;
+    if (s->array)
+        for (int p = 0; p < nparts && rc == 0; p++)
+            rc = run_items(s, &parts[p], d->attempt);
+    else
+        rc = run_records(s, parts, nparts, d);
     atomic_fetch_add_explicit(&ctl->tasks_done, d->count, memory_order_relaxed);
     /* Release: our result pushes come before the lease is seen cleared. */
     atomic_store_explicit(&ctl->leased, 0, memory_order_release);
